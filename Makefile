@@ -1,0 +1,143 @@
+# snowauth Makefile: `make help` lists the targets.
+
+# Image to build and deploy.
+IMG ?= snowauth/manager:latest
+
+# Pinned tool versions: bumping one rebuilds it, because the binary name
+# carries the version.
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+KUSTOMIZE_VERSION ?= v5.7.1
+GOLANGCI_LINT_VERSION ?= v2.15.0
+
+# The envtest control plane, built from Go module sources by
+# hack/build-envtest.sh (no download of prebuilt binaries). Set
+# KUBEBUILDER_ASSETS to a folder with kube-apiserver and etcd to use your own.
+ENVTEST_K8S_VERSION ?= 1.37.2
+ENVTEST_ETCD_VERSION ?= 3.6.16
+
+GOOS ?= $(shell go env GOOS)
+GOARCH ?= $(shell go env GOARCH)
+
+# Run every recipe in bash with errors that stop it.
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+LOCALBIN ?= $(CURDIR)/bin
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+ENVTEST_DIR ?= $(LOCALBIN)/k8s/$(ENVTEST_K8S_VERSION)-$(GOOS)-$(GOARCH)
+KUBEBUILDER_ASSETS ?= $(ENVTEST_DIR)
+export KUBEBUILDER_ASSETS
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets and what they do.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests under config/.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deep-copy code for the API types.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+
+.PHONY: fmt
+fmt: ## Run go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: envtest
+envtest: $(ENVTEST_DIR)/kube-apiserver ## Build the envtest control plane (kube-apiserver, etcd) from source into bin/k8s/.
+
+$(ENVTEST_DIR)/kube-apiserver:
+	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_DIR)
+
+.PHONY: test
+test: manifests generate fmt vet envtest ## Run all tests against a real API server (envtest) and the ServiceNow simulator.
+	go test ./... -count=1 -coverprofile cover.out
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+	$(GOLANGCI_LINT) run
+
+.PHONY: verify
+verify: manifests generate ## Regenerate code and manifests; fail if that changed anything git tracks.
+	go mod tidy
+	@if [ -n "$$(git status --porcelain -- . ':!bin' ':!cover.out')" ]; then \
+		echo "generated files are stale; run 'make manifests generate' and 'go mod tidy', then commit:"; \
+		git status --porcelain -- . ':!bin' ':!cover.out'; git --no-pager diff --stat; exit 1; \
+	fi
+
+##@ Build
+
+.PHONY: build
+build: manifests generate fmt vet ## Build the manager binary into bin/manager.
+	go build -o bin/manager ./cmd
+
+.PHONY: run
+run: manifests generate fmt vet ## Run the manager on this machine against the current kubeconfig.
+	go run ./cmd $(RUN_ARGS)
+
+.PHONY: docker-build
+docker-build: ## Build the manager image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the manager image.
+	docker push $(IMG)
+
+##@ Deployment
+
+.PHONY: install
+install: manifests $(KUSTOMIZE) ## Install the CRD into the cluster of the current kubeconfig.
+	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests $(KUSTOMIZE) ## Remove the CRD (and with it every ServiceNowConnection) from the cluster.
+	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: manifests $(KUSTOMIZE) ## Deploy the manager with image IMG to the cluster of the current kubeconfig.
+	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove the manager and the CRD from the cluster.
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+
+##@ Tools (pinned, built from Go module sources into bin/)
+
+.PHONY: controller-gen kustomize golangci-lint
+controller-gen: $(CONTROLLER_GEN) ## Build controller-gen.
+kustomize: $(KUSTOMIZE) ## Build kustomize.
+golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint.
+
+$(CONTROLLER_GEN):
+	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+$(KUSTOMIZE):
+	$(call go-install-tool,$@,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+
+$(GOLANGCI_LINT):
+	$(call go-install-tool,$@,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
+
+# go-install-tool builds package $(2) at version $(3) into file $(1).
+define go-install-tool
+@mkdir -p $(LOCALBIN); \
+echo "building $(2)@$(3)"; \
+tmp=$$(mktemp -d); \
+GOBIN=$$tmp GOWORK=off GOFLAGS= go install $(2)@$(3); \
+mv $$tmp/$$(basename $$(echo $(2) | sed 's|/v[0-9]*$$||')) $(1); \
+rm -rf $$tmp
+endef

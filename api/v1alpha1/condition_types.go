@@ -1,0 +1,61 @@
+package v1alpha1
+
+// Condition types. They follow kstatus: Ready is always present and
+// normal-true; the others are abnormal-true and present only while true, so
+// `kubectl wait --for=condition=Ready` and kstatus-based tools (Flux, Argo CD,
+// cli-utils) read a connection correctly.
+const (
+	// ConditionReady is True while the token Secret holds an access token that
+	// is valid now. Always present. Polarity: normal-true.
+	ConditionReady = "Ready"
+
+	// ConditionRefreshFailed is True while the latest token request failed. A
+	// token obtained earlier may still be valid (Ready stays True until it
+	// expires): this is the condition to alert on before applications notice.
+	// Its reason is the failure kind. Polarity: abnormal-true.
+	ConditionRefreshFailed = "RefreshFailed"
+
+	// ConditionStalled is True while the connection cannot make progress
+	// without a person: rejected credentials, a missing Secret or key, an
+	// instance URL that is not allowed, a Secret name conflict. Polarity:
+	// abnormal-true.
+	ConditionStalled = "Stalled"
+
+	// ConditionReconciling is True while snowauth is acquiring a first token
+	// or retrying after a transient failure. Polarity: abnormal-true.
+	ConditionReconciling = "Reconciling"
+)
+
+// Condition reasons. Failure kinds reported by the ServiceNow client
+// (AuthenticationFailed, InstanceHibernating, RateLimited,
+// InstanceUnavailable, Timeout, InvalidResponse, TLSError, InvalidInstance)
+// are used as reasons verbatim.
+const (
+	// ReasonTokenValid (Ready=True): the token Secret holds a valid token.
+	ReasonTokenValid = "TokenValid"
+
+	// ReasonProgressing (Ready=False, Reconciling=True): the first token is
+	// being requested.
+	ReasonProgressing = "Progressing"
+
+	// ReasonTokenExpired (Ready=False): the last token expired and no new one
+	// could be obtained; see RefreshFailed for why.
+	ReasonTokenExpired = "TokenExpired"
+
+	// ReasonCredentialsNotFound (Ready=False, Stalled=True): the credentials
+	// Secret does not exist. Create it; snowauth notices at once.
+	ReasonCredentialsNotFound = "CredentialsNotFound"
+
+	// ReasonCredentialsInvalid (Ready=False, Stalled=True): the credentials
+	// Secret lacks a key the grant needs, or a key is empty. The message names
+	// the key.
+	ReasonCredentialsInvalid = "CredentialsInvalid"
+
+	// ReasonSecretConflict (Ready=False, Stalled=True): a Secret with the
+	// token Secret's name exists and is not controlled by this connection.
+	// snowauth leaves it alone; delete it or set spec.tokenSecret.name.
+	ReasonSecretConflict = "SecretConflict"
+
+	// ReasonSuspended (Ready=False): spec.suspend is true.
+	ReasonSuspended = "Suspended"
+)

@@ -1,0 +1,281 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// GrantType is the OAuth grant snowauth uses to obtain access tokens.
+//
+// New grants (AuthorizationCode, JWTBearer) are added to the enum; each grant
+// names the keys it needs in the credentials Secret.
+//
+// +kubebuilder:validation:Enum=ClientCredentials;Password;RefreshToken
+type GrantType string
+
+const (
+	// GrantClientCredentials uses the client_credentials grant: the OAuth
+	// client acts as its OAuth Application User. Needs instance, client_id and
+	// client_secret. ServiceNow returns no refresh token for this grant.
+	GrantClientCredentials GrantType = "ClientCredentials"
+
+	// GrantPassword uses the password grant with a dedicated integration user.
+	// Needs instance, client_id, client_secret, username and password.
+	GrantPassword GrantType = "Password"
+
+	// GrantRefreshToken uses the refresh_token grant with a refresh token
+	// obtained elsewhere. Needs instance, client_id, client_secret and
+	// refresh_token. ServiceNow does not rotate or extend refresh tokens: the
+	// token stops working at its issue time plus its lifespan (100 days by
+	// default).
+	GrantRefreshToken GrantType = "RefreshToken"
+)
+
+// Keys that snowauth reads from the credentials Secret.
+const (
+	CredentialsKeyInstance     = "instance"
+	CredentialsKeyClientID     = "client_id"
+	CredentialsKeyClientSecret = "client_secret"
+	CredentialsKeyUsername     = "username"
+	CredentialsKeyPassword     = "password"
+	CredentialsKeyRefreshToken = "refresh_token"
+)
+
+// Keys that snowauth writes to the token Secret. Applications mount the Secret
+// as a volume and read access_token before each request: the kubelet updates
+// the mounted files when snowauth refreshes the token.
+const (
+	TokenKeyAccessToken = "access_token"
+	TokenKeyTokenType   = "token_type"
+	TokenKeyExpiresAt   = "expires_at"
+	TokenKeyInstanceURL = "instance_url"
+)
+
+// Labels and annotations snowauth owns. Users cannot set keys under the
+// servicenow.snowauth.dev/ prefix or app.kubernetes.io/managed-by on the token
+// Secret (admission rejects them), so the operator's own labels always win.
+const (
+	// LabelManagedBy marks every object the operator writes.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "snowauth"
+	// LabelConnection names the ServiceNowConnection that owns an object.
+	LabelConnection = "servicenow.snowauth.dev/connection"
+	// AnnotationRefreshRequestedAt asks for one immediate refresh whenever its
+	// value changes (any string; `kubectl servicenow refresh` writes the time).
+	AnnotationRefreshRequestedAt = "servicenow.snowauth.dev/refresh-requested-at"
+)
+
+// SecretReference names a Secret in the connection's own namespace. There is no
+// namespace field on purpose: a connection can only use credentials its own
+// namespace already holds.
+type SecretReference struct {
+	// name is the name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be a valid Secret name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+	Name string `json:"name"`
+}
+
+// TokenSecretSpec shapes the Secret that snowauth writes the access token to.
+type TokenSecretSpec struct {
+	// name of the token Secret, in the connection's namespace. Defaults to
+	// "<connection name>-token". snowauth never takes over a Secret it did not
+	// create: if a Secret of that name exists without this connection as its
+	// controller, the connection reports SecretConflict.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be a valid Secret name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+	Name string `json:"name,omitempty"`
+
+	// labels to add to the token Secret, for example to select it from other
+	// tooling. Keys under servicenow.snowauth.dev/ and
+	// app.kubernetes.io/managed-by are reserved for snowauth.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('servicenow.snowauth.dev/') && k != 'app.kubernetes.io/managed-by')",message="label keys under servicenow.snowauth.dev/ and the key app.kubernetes.io/managed-by are reserved for snowauth"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="label keys must be an optional DNS subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 63 && self[k].matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))",message="label values must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	Labels map[string]LabelValue `json:"labels,omitempty"`
+
+	// annotations to add to the token Secret, for example for a tool that
+	// copies Secrets across namespaces. Keys under servicenow.snowauth.dev/ and
+	// app.kubernetes.io/managed-by are reserved for snowauth.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('servicenow.snowauth.dev/') && k != 'app.kubernetes.io/managed-by')",message="annotation keys under servicenow.snowauth.dev/ and the key app.kubernetes.io/managed-by are reserved for snowauth"
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// LabelValue is the value of a Kubernetes label: at most 63 characters.
+// +kubebuilder:validation:MaxLength=63
+type LabelValue string
+
+// ServiceNowConnectionSpec says which ServiceNow instance and OAuth client to
+// use, with which grant, and where to keep the token.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.tokenSecret) || !has(self.tokenSecret.name) || self.tokenSecret.name != self.credentialsSecretRef.name",message="tokenSecret.name must differ from credentialsSecretRef.name: snowauth would overwrite the credentials with the token"
+type ServiceNowConnectionSpec struct {
+	// credentialsSecretRef names the Secret, in this namespace, that holds the
+	// OAuth client of the ServiceNow instance: keys instance (an instance name
+	// such as dev98042, or an https:// base URL), client_id and client_secret;
+	// plus username and password for the Password grant, or refresh_token for
+	// the RefreshToken grant. snowauth reads it and never writes it.
+	// +required
+	CredentialsSecretRef SecretReference `json:"credentialsSecretRef"`
+
+	// grantType is the OAuth grant used to obtain tokens: ClientCredentials,
+	// Password or RefreshToken.
+	// +optional
+	// +kubebuilder:default=ClientCredentials
+	GrantType GrantType `json:"grantType,omitempty"`
+
+	// scopes to request, sent space-separated as the OAuth scope parameter.
+	// Leave empty for ServiceNow's default (useraccount).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[!#-\\\\[\\\\]-~]+$')",message="a scope is one word of printable characters, without spaces, quotes or backslashes"
+	Scopes []string `json:"scopes,omitempty"`
+
+	// tokenSecret shapes the Secret the access token is written to: its name
+	// (default "<connection name>-token") and extra labels and annotations.
+	// +optional
+	TokenSecret TokenSecretSpec `json:"tokenSecret,omitzero"`
+
+	// refreshBefore is how long before the token expires snowauth refreshes
+	// it, as a duration such as "10m". Between 1m and 24h. By default snowauth
+	// refreshes when two thirds of the token's lifetime have passed (10
+	// minutes before a 30-minute token expires). A value longer than the
+	// token's lifetime means "refresh as early as possible".
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="refreshBefore must be between 1m and 24h"
+	RefreshBefore *metav1.Duration `json:"refreshBefore,omitempty"`
+
+	// suspend stops refreshing while true. The token Secret is kept as it is
+	// (its token still expires on time), and Ready says the connection is
+	// suspended.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// ServiceNowConnectionStatus is what snowauth observed and did.
+type ServiceNowConnectionStatus struct {
+	// observedGeneration is the metadata.generation that snowauth last fully
+	// handled; -1 until snowauth has looked at the connection.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready is always present; RefreshFailed, Stalled and
+	// Reconciling are present only while true. See condition_types.go for the
+	// reasons and what to do about each.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// instanceURL is the base URL of the ServiceNow instance resolved from the
+	// credentials Secret.
+	// +optional
+	InstanceURL string `json:"instanceURL,omitempty"`
+
+	// tokenSecretName is the name of the Secret holding the access token.
+	// +optional
+	TokenSecretName string `json:"tokenSecretName,omitempty"`
+
+	// expiresAt is when the access token in the token Secret expires.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// lastRefreshTime is when snowauth last obtained a token.
+	// +optional
+	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
+
+	// nextRefreshTime is when snowauth will next ask for a token: the planned
+	// refresh, or the next retry after a failure.
+	// +optional
+	NextRefreshTime *metav1.Time `json:"nextRefreshTime,omitempty"`
+
+	// consecutiveFailures counts the token requests that failed since the last
+	// success. It drives the retry backoff and survives operator restarts.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// lastFailureTime is when the most recent token request failed.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+
+	// credentialsResourceVersion is the resourceVersion of the credentials
+	// Secret that the latest token request used. When the Secret changes,
+	// snowauth requests a new token at once, even while backing off.
+	// +optional
+	CredentialsResourceVersion string `json:"credentialsResourceVersion,omitempty"`
+
+	// lastHandledRefreshRequest is the value of the
+	// servicenow.snowauth.dev/refresh-requested-at annotation that snowauth
+	// last acted on.
+	// +optional
+	LastHandledRefreshRequest string `json:"lastHandledRefreshRequest,omitempty"`
+}
+
+// ServiceNowConnection keeps a ServiceNow OAuth access token fresh in a Secret
+// that applications mount.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=snc;snowconn,categories=servicenow
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.tokenSecretName`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Grant",type=string,JSONPath=`.spec.grantType`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:validation:XValidation:rule="has(self.spec.tokenSecret) && has(self.spec.tokenSecret.name) || self.spec.credentialsSecretRef.name != self.metadata.name + '-token'",message="the default token Secret name <connection name>-token equals credentialsSecretRef.name: set spec.tokenSecret.name or rename the credentials Secret"
+// +kubebuilder:validation:XValidation:rule="has(self.spec.tokenSecret) && has(self.spec.tokenSecret.name) || size(self.metadata.name) <= 247",message="the connection name is too long for the default token Secret name <connection name>-token (253 characters at most): shorten it or set spec.tokenSecret.name"
+type ServiceNowConnection struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitzero"`
+
+	// spec says what the connection should do.
+	// +required
+	Spec ServiceNowConnectionSpec `json:"spec"`
+
+	// status is what snowauth observed.
+	// +optional
+	// +kubebuilder:default={"observedGeneration":-1}
+	Status ServiceNowConnectionStatus `json:"status,omitzero"`
+}
+
+// ServiceNowConnectionList is a list of ServiceNowConnection.
+//
+// +kubebuilder:object:root=true
+type ServiceNowConnectionList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitzero"`
+	Items           []ServiceNowConnection `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ServiceNowConnection{}, &ServiceNowConnectionList{})
+}
+
+// TokenSecretName is the name of the token Secret: spec.tokenSecret.name, or
+// "<connection name>-token".
+func (c *ServiceNowConnection) TokenSecretName() string {
+	if c.Spec.TokenSecret.Name != "" {
+		return c.Spec.TokenSecret.Name
+	}
+	return c.Name + "-token"
+}

@@ -1,0 +1,252 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Run(m, &env) }
+
+// minimal returns the smallest connection a user can apply.
+func minimal(ns, name string) *snowv1.ServiceNowConnection {
+	return &snowv1.ServiceNowConnection{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: snowv1.ServiceNowConnectionSpec{
+			CredentialsSecretRef: snowv1.SecretReference{Name: "servicenow-credentials"},
+		},
+	}
+}
+
+func TestAPIServerServesTheKindWithItsShortNames(t *testing.T) {
+	g := NewWithT(t)
+	dc, err := discovery.NewDiscoveryClientForConfig(env.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	resources, err := dc.ServerResourcesForGroupVersion(snowv1.GroupVersion.String())
+	g.Expect(err).NotTo(HaveOccurred())
+
+	var found *metav1.APIResource
+	for i := range resources.APIResources {
+		if resources.APIResources[i].Name == "servicenowconnections" {
+			found = &resources.APIResources[i]
+		}
+	}
+	g.Expect(found).NotTo(BeNil(), "servicenowconnections is not served")
+	g.Expect(found.Kind).To(Equal("ServiceNowConnection"))
+	g.Expect(found.Namespaced).To(BeTrue())
+	g.Expect(found.ShortNames).To(ConsistOf("snc", "snowconn"))
+}
+
+func TestMinimalConnectionIsAcceptedAndDefaulted(t *testing.T) {
+	g := NewWithT(t)
+	ns := env.Namespace(t)
+	conn := minimal(ns, "orders")
+	g.Expect(env.Client.Create(context.Background(), conn)).To(Succeed())
+
+	var got snowv1.ServiceNowConnection
+	g.Expect(env.Client.Get(context.Background(), client.ObjectKeyFromObject(conn), &got)).To(Succeed())
+	g.Expect(got.Spec.GrantType).To(Equal(snowv1.GrantClientCredentials), "grantType defaults to ClientCredentials")
+	g.Expect(got.Status.ObservedGeneration).To(Equal(int64(-1)), "observedGeneration is -1 until the operator looks")
+	g.Expect(got.TokenSecretName()).To(Equal("orders-token"))
+}
+
+func TestEveryGrantWithAllOptionalFieldsIsAccepted(t *testing.T) {
+	for _, grant := range []snowv1.GrantType{snowv1.GrantClientCredentials, snowv1.GrantPassword, snowv1.GrantRefreshToken} {
+		t.Run(string(grant), func(t *testing.T) {
+			g := NewWithT(t)
+			conn := minimal(env.Namespace(t), "full")
+			conn.Spec.GrantType = grant
+			conn.Spec.Scopes = []string{"useraccount", "x_acme.read"}
+			conn.Spec.RefreshBefore = &metav1.Duration{Duration: 15 * time.Minute}
+			conn.Spec.Suspend = true
+			conn.Spec.TokenSecret = snowv1.TokenSecretSpec{
+				Name:        "orders-servicenow-token",
+				Labels:      map[string]snowv1.LabelValue{"team": "orders", "example.com/tier": "gold"},
+				Annotations: map[string]string{"reflector.v1.k8s.emberstack.com/reflection-allowed": "true"},
+			}
+			g.Expect(env.Client.Create(context.Background(), conn)).To(Succeed())
+		})
+	}
+}
+
+// TestAdmissionRejectsBadInputWithAClearMessage holds one case per admission
+// rule; each asserts the message a user sees from kubectl.
+func TestAdmissionRejectsBadInputWithAClearMessage(t *testing.T) {
+	cases := []struct {
+		name     string
+		connName string
+		mutate   func(*snowv1.ServiceNowConnection)
+		message  string
+	}{
+		{
+			name:    "rejects a credentials Secret name with upper-case letters",
+			mutate:  func(c *snowv1.ServiceNowConnection) { c.Spec.CredentialsSecretRef.Name = "ServiceNow_Creds" },
+			message: "must be a valid Secret name",
+		},
+		{
+			name:    "rejects an empty credentials Secret name",
+			mutate:  func(c *snowv1.ServiceNowConnection) { c.Spec.CredentialsSecretRef.Name = "" },
+			message: "spec.credentialsSecretRef.name",
+		},
+		{
+			name:    "rejects a token Secret name ending in a dash",
+			mutate:  func(c *snowv1.ServiceNowConnection) { c.Spec.TokenSecret.Name = "token-" },
+			message: "must be a valid Secret name",
+		},
+		{
+			name:    "rejects an unknown grant type",
+			mutate:  func(c *snowv1.ServiceNowConnection) { c.Spec.GrantType = "Implicit" },
+			message: `Unsupported value: "Implicit"`,
+		},
+		{
+			name: "rejects refreshBefore below one minute",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.RefreshBefore = &metav1.Duration{Duration: 30 * time.Second}
+			},
+			message: "refreshBefore must be between 1m and 24h",
+		},
+		{
+			name: "rejects refreshBefore above 24 hours",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.RefreshBefore = &metav1.Duration{Duration: 25 * time.Hour}
+			},
+			message: "refreshBefore must be between 1m and 24h",
+		},
+		{
+			name: "rejects a token Secret label under the operator's prefix",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Labels = map[string]snowv1.LabelValue{"servicenow.snowauth.dev/connection": "other"}
+			},
+			message: "label keys under servicenow.snowauth.dev/ and the key app.kubernetes.io/managed-by are reserved for snowauth",
+		},
+		{
+			name: "rejects a token Secret managed-by label",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Labels = map[string]snowv1.LabelValue{"app.kubernetes.io/managed-by": "helm"}
+			},
+			message: "are reserved for snowauth",
+		},
+		{
+			name: "rejects a token Secret annotation under the operator's prefix",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Annotations = map[string]string{"servicenow.snowauth.dev/refresh-requested-at": "now"}
+			},
+			message: "annotation keys under servicenow.snowauth.dev/ and the key app.kubernetes.io/managed-by are reserved for snowauth",
+		},
+		{
+			name: "rejects a token Secret label key that Kubernetes would refuse",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Labels = map[string]snowv1.LabelValue{"has space": "x"}
+			},
+			message: "label keys must be an optional DNS subdomain prefix",
+		},
+		{
+			name: "rejects a token Secret label value with a space",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Labels = map[string]snowv1.LabelValue{"team": "orders team"}
+			},
+			message: "label values must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+		},
+		{
+			name: "rejects a token Secret label value longer than 63 characters",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Labels = map[string]snowv1.LabelValue{"team": snowv1.LabelValue(strings.Repeat("x", 64))}
+			},
+			message: "spec.tokenSecret.labels.team: Too long: may not be more than 63",
+		},
+		{
+			name: "rejects a token Secret that is the credentials Secret",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Name = c.Spec.CredentialsSecretRef.Name
+			},
+			message: "tokenSecret.name must differ from credentialsSecretRef.name",
+		},
+		{
+			name:     "rejects a default token Secret name that is the credentials Secret",
+			connName: "servicenow",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.CredentialsSecretRef.Name = "servicenow-token"
+			},
+			message: "the default token Secret name <connection name>-token equals credentialsSecretRef.name",
+		},
+		{
+			name:     "rejects a connection name too long for the default token Secret name",
+			connName: strings.Repeat("a", 250),
+			mutate:   func(*snowv1.ServiceNowConnection) {},
+			message:  "the connection name is too long for the default token Secret name",
+		},
+		{
+			name:    "rejects a scope with a space",
+			mutate:  func(c *snowv1.ServiceNowConnection) { c.Spec.Scopes = []string{"useraccount admin"} },
+			message: "a scope is one word of printable characters",
+		},
+		{
+			name:    "rejects the same scope twice",
+			mutate:  func(c *snowv1.ServiceNowConnection) { c.Spec.Scopes = []string{"useraccount", "useraccount"} },
+			message: "Duplicate value",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			name := tc.connName
+			if name == "" {
+				name = "orders"
+			}
+			conn := minimal(env.Namespace(t), name)
+			tc.mutate(conn)
+			err := env.Client.Create(context.Background(), conn)
+			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "expected an Invalid error, got %v", err)
+			g.Expect(err.Error()).To(ContainSubstring(tc.message))
+		})
+	}
+}
+
+func TestStatusIsWrittenOnlyThroughTheStatusSubresource(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	conn := minimal(env.Namespace(t), "orders")
+	g.Expect(env.Client.Create(ctx, conn)).To(Succeed())
+
+	expires := metav1.NewTime(time.Now().Add(30 * time.Minute).Truncate(time.Second))
+	conn.Status.ObservedGeneration = conn.Generation
+	conn.Status.ExpiresAt = &expires
+	conn.Status.TokenSecretName = "orders-token"
+	conn.Status.ConsecutiveFailures = 2
+	conn.Status.Conditions = []metav1.Condition{{
+		Type: snowv1.ConditionReady, Status: metav1.ConditionTrue, Reason: snowv1.ReasonTokenValid,
+		Message: "token valid", ObservedGeneration: conn.Generation, LastTransitionTime: metav1.Now(),
+	}}
+	g.Expect(env.Client.Status().Update(ctx, conn)).To(Succeed())
+
+	var got snowv1.ServiceNowConnection
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(conn), &got)).To(Succeed())
+	g.Expect(got.Status.ExpiresAt.Time).To(BeTemporally("==", expires.Time))
+	g.Expect(got.Status.TokenSecretName).To(Equal("orders-token"))
+	g.Expect(got.Status.ConsecutiveFailures).To(Equal(int32(2)))
+	g.Expect(got.Status.Conditions).To(HaveLen(1))
+	g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+
+	// A spec update carrying a different status leaves the status alone, so
+	// a user's `kubectl apply` never overwrites what the operator reported.
+	got.Spec.Suspend = true
+	got.Status.TokenSecretName = "forged"
+	g.Expect(env.Client.Update(ctx, &got)).To(Succeed())
+	var after snowv1.ServiceNowConnection
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(conn), &after)).To(Succeed())
+	g.Expect(after.Spec.Suspend).To(BeTrue())
+	g.Expect(after.Status.TokenSecretName).To(Equal("orders-token"))
+	g.Expect(after.Generation).To(BeNumerically(">", conn.Generation), "a spec change bumps the generation")
+}
