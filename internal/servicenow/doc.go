@@ -1,0 +1,81 @@
+// Package servicenow is snowauth's OAuth client for ServiceNow instances: it
+// turns an instance name or URL into a checked base URL, asks the instance's
+// oauth_token.do for an access token with one grant, validates the answer, and
+// classifies every failure so the reconciler can decide between "retry later"
+// and "a human must fix something".
+//
+// It holds no Kubernetes types and keeps no state between calls: caching,
+// scheduling and single-flighting refreshes belong to the caller. A *Client is
+// safe for concurrent use.
+//
+// # Requests
+//
+// Token requests are built and sent with golang.org/x/oauth2 (and its
+// clientcredentials package): POST <base>/oauth_token.do, form-encoded, client
+// ID and secret in the body (oauth2.AuthStyleInParams: ServiceNow documents no
+// HTTP Basic client authentication), Accept: application/json. The response is
+// read and judged by this package, not by oauth2: oauth2 accepts form-encoded
+// and text/plain bodies, clamps expires_in, computes expiry from the wall clock,
+// drops expires_in for client credentials and puts raw bodies in its error
+// text, none of which suits an operator that must explain failures without
+// leaking secrets. Redirects are never followed, so credentials are never sent
+// to a host other than the configured instance.
+//
+// # Failure kinds
+//
+// Every error returned by Client.Token, Client.CheckToken and
+// Client.ResolveInstance is an *Error. Its Kind is the Kubernetes condition
+// reason; Kind.Retryable is the one place that says whether retrying can help.
+//
+//	Kind                  Retry  Typical cause                                  What the user should do
+//	AuthenticationFailed  no     HTTP 401 (ServiceNow answers 401              Check the client ID and secret, the user's
+//	                             {"error":"server_error",                      password and that the user is active, that the
+//	                             "error_description":"access_denied"} for a    grant is enabled; re-authorise when a refresh
+//	                             bad secret, bad password, expired or revoked  token expired (they die 100 days after issue
+//	                             refresh token and a disabled grant alike);    by default and refreshing does not extend them).
+//	                             400 with an OAuth error code; a bearer token
+//	                             the Table API does not accept.
+//	InstanceHibernating   yes    A developer instance answers 200 text/html    Wake the instance from developer.servicenow.com;
+//	                             "Your instance is hibernating".               retry slowly.
+//	RateLimited           yes    HTTP 429; RetryAfter comes from Retry-After   Wait RetryAfter; lower the request rate or raise
+//	                             (seconds or HTTP date) or X-RateLimit-Reset.  the instance's rate-limit rule.
+//	InstanceUnavailable   yes    HTTP 5xx, connection refused or dropped,      Usually nothing: retry with backoff. Check the
+//	                             DNS failure.                                  instance name and network egress if it persists.
+//	Timeout               yes    No complete answer within Options.Timeout,    Retry with backoff; raise the timeout if the
+//	                             a dial or TLS handshake timeout, HTTP 408,    instance is slow.
+//	                             or the caller cancelled the context.
+//	InvalidResponse       yes    2xx that is not a JSON token (wrong content   Retry with backoff (a proxy or a maintenance page
+//	                             type, HTML page, malformed JSON, missing or   may be in the way); report it if it persists.
+//	                             bad access_token/token_type/expires_in),
+//	                             an unexpected HTTP status.
+//	TLSError              no     Certificate from an unknown authority, for    Add the instance's CA to the CA bundle, or fix
+//	                             another host name, expired; not TLS at all.   the instance URL.
+//	InvalidInstance       no     Instance name or URL breaks a rule (below),   Fix the instance: use a name such as dev98042 or
+//	                             host outside the allowed domains, the         the https:// base URL the instance answers on
+//	                             instance redirected elsewhere (3xx), or no    (the one it redirects to, if trusted); ask the
+//	                             oauth_token.do there (404).                   operator's admin to allow the domain.
+//	InvalidRequest        no     The request itself is incomplete: a grant     Fill in the missing credential (for example the
+//	                             without the credentials it needs, an          password for the password grant) or choose a
+//	                             unsupported grant, an empty token to check.   supported grant.
+//
+// A redirect is an InvalidInstance error rather than an InstanceUnavailable
+// one: a ServiceNow token endpoint never redirects, so a 3xx means the URL
+// points at something else (an SSO front door, an old custom domain). Retrying
+// cannot fix it, and following it would hand the credentials to another host.
+//
+// Error messages carry the HTTP status and ServiceNow's error and
+// error_description, and never the client secret, the password, a token or the
+// response body. Server-supplied strings are shortened, stripped of control
+// characters and scrubbed of the request's secrets before they are used.
+//
+// # Instances
+//
+// An instance is either an instance name, a single DNS label such as dev98042,
+// which means https://dev98042.service-now.com, or an https:// base URL for
+// custom domains, *.servicenowservices.com and on-premise instances (a port is
+// fine). A URL must not carry user information, a query, a fragment or a path,
+// and its host must be a well-formed DNS name or IP address equal to, or under,
+// one of Options.AllowedDomains (default service-now.com and
+// servicenowservices.com). Instance names map to service-now.com and are
+// allowlisted like any other host.
+package servicenow
