@@ -8,6 +8,7 @@ IMG ?= snowauth/manager:latest
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.7.1
 GOLANGCI_LINT_VERSION ?= v2.15.0
+PROMTOOL_VERSION ?= v0.316.0
 
 # The envtest control plane, built from Go module sources by
 # hack/build-envtest.sh (no download of prebuilt binaries). Set
@@ -26,6 +27,7 @@ LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMTOOL_VERSION)
 ENVTEST_DIR ?= $(LOCALBIN)/k8s/$(ENVTEST_K8S_VERSION)-$(GOOS)-$(GOARCH)
 KUBEBUILDER_ASSETS ?= $(ENVTEST_DIR)
 export KUBEBUILDER_ASSETS
@@ -42,8 +44,9 @@ help: ## Show the targets and what they do.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests under config/.
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests, and the PrometheusRule, under config/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	hack/gen-prometheusrule.sh
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deep-copy code for the API types.
@@ -64,8 +67,13 @@ $(ENVTEST_DIR)/kube-apiserver:
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_DIR)
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run all tests against a real API server (envtest) and the ServiceNow simulator.
+test: manifests generate fmt vet envtest test-rules ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, and the alert-rule tests.
 	go test ./... -count=1 -coverprofile cover.out
+
+.PHONY: test-rules
+test-rules: $(PROMTOOL) ## Check the alert rules and run their unit tests with promtool.
+	$(PROMTOOL) check rules config/prometheus/snowauth.rules.yaml
+	$(PROMTOOL) test rules config/prometheus/tests/alerts_test.yaml
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint.
@@ -118,16 +126,20 @@ undeploy: $(KUSTOMIZE) ## Remove the manager and the CRD from the cluster.
 
 ##@ Tools (pinned, built from Go module sources into bin/)
 
-.PHONY: controller-gen kustomize golangci-lint
+.PHONY: controller-gen kustomize golangci-lint promtool
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen.
 kustomize: $(KUSTOMIZE) ## Build kustomize.
 golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint.
+promtool: $(PROMTOOL) ## Build promtool (checks and unit-tests the alert rules).
 
 $(CONTROLLER_GEN):
 	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
 
 $(KUSTOMIZE):
 	$(call go-install-tool,$@,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+
+$(PROMTOOL):
+	$(call go-install-tool,$@,github.com/prometheus/prometheus/cmd/promtool,$(PROMTOOL_VERSION))
 
 $(GOLANGCI_LINT):
 	$(call go-install-tool,$@,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))

@@ -267,10 +267,6 @@ type ServiceNowConnectionList struct {
 	Items           []ServiceNowConnection `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&ServiceNowConnection{}, &ServiceNowConnectionList{})
-}
-
 // TokenSecretName is the name of the token Secret: spec.tokenSecret.name, or
 // "<connection name>-token".
 func (c *ServiceNowConnection) TokenSecretName() string {

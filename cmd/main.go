@@ -1,0 +1,167 @@
+// Command manager runs the snowauth operator: it keeps the access token of
+// every ServiceNowConnection fresh in that connection's token Secret.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	_ "k8s.io/client-go/plugin/pkg/client/auth" // cloud providers' kubeconfig auth for `make run`
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/controllers"
+	"github.com/snowauth/snowauth/internal/servicenow"
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(snowv1.AddToScheme(scheme))
+}
+
+// options are the manager's command-line flags.
+type options struct {
+	metricsAddr, probeAddr string
+	secureMetrics          bool
+	enableHTTP2            bool
+	leaderElect            bool
+	leaderElectionNS       string
+	allowedDomains         string
+	caBundleFile           string
+	requestTimeout         time.Duration
+	maxConcurrent          int
+	qps                    float64
+	burst                  int
+	watchNamespaces        string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0",
+		"Address of the metrics endpoint, e.g. :8443 (HTTPS) or :8080 (with --metrics-secure=false). 0 disables it.")
+	flag.BoolVar(&o.secureMetrics, "metrics-secure", true,
+		"Serve metrics over HTTPS, allowing only callers that may GET /metrics (SubjectAccessReview).")
+	flag.BoolVar(&o.enableHTTP2, "enable-http2", false,
+		"Serve metrics over HTTP/2 too. Off by default because of the HTTP/2 Rapid Reset and Stream Cancellation CVEs.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false,
+		"Elect a leader so that only one replica refreshes tokens. Needed when running more than one replica.")
+	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "",
+		"Namespace of the leader election Lease (default: the Pod's namespace).")
+	flag.StringVar(&o.allowedDomains, "allowed-instance-domains", strings.Join(servicenow.DefaultAllowedDomains, ","),
+		"Comma-separated domain suffixes that instance URLs may use. Credentials are only ever sent to these hosts.")
+	flag.StringVar(&o.caBundleFile, "ca-bundle", "",
+		"PEM file of extra CA certificates to trust for on-premise instances, added to the system trust store.")
+	flag.DurationVar(&o.requestTimeout, "token-request-timeout", 30*time.Second, "Time limit of one token request.")
+	flag.IntVar(&o.maxConcurrent, "max-concurrent-reconciles", 4, "Connections reconciled in parallel.")
+	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Sustained queries per second to the Kubernetes API.")
+	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
+	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "",
+		"Comma-separated namespaces to watch (default: all). Restricting it lets snowauth run with namespaced Roles.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(o); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	log := ctrl.Log.WithName("setup")
+
+	var caBundle []byte
+	if o.caBundleFile != "" {
+		b, err := os.ReadFile(o.caBundleFile)
+		if err != nil {
+			return fmt.Errorf("reading --ca-bundle: %w", err)
+		}
+		caBundle = b
+	}
+	tokens, err := servicenow.NewClient(servicenow.Options{
+		AllowedDomains: splitList(o.allowedDomains),
+		CABundle:       caBundle,
+		Timeout:        o.requestTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("configuring the ServiceNow client: %w", err)
+	}
+
+	var tlsOpts []func(*tls.Config)
+	if !o.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics, TLSOpts: tlsOpts}
+	if o.secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	namespaces := splitList(o.watchNamespaces)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Cache:                         controllers.CacheOptions(namespaces),
+		Metrics:                       metricsOpts,
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "snowauth.servicenow.snowauth.dev",
+		LeaderElectionNamespace:       o.leaderElectionNS,
+		LeaderElectionReleaseOnCancel: true, // the process exits right after the manager stops
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+
+	r := &controllers.ServiceNowConnectionReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("snowauth"),
+		Tokens:   tokens,
+	}
+	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.maxConcurrent}, namespaces); err != nil {
+		return fmt.Errorf("setting up the controller: %w", err)
+	}
+	// Per-connection metrics, computed from the cache at scrape time.
+	if err := ctrlmetrics.Registry.Register(&controllers.ConnectionCollector{Reader: mgr.GetCache()}); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+
+	log.Info("starting manager", "allowedInstanceDomains", o.allowedDomains, "watchNamespaces", namespaces)
+	// The signal handler cancels on SIGTERM/SIGINT; the manager then stops
+	// its controllers, letting in-flight reconciles finish.
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// splitList splits a comma-separated flag, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

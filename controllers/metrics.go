@@ -1,0 +1,127 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+)
+
+// Metrics. Labels never hold a token, a secret or anything from a response
+// body: namespace and name of a connection, a grant, a result and a reason
+// (a fixed CamelCase word).
+var (
+	tokenRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "snowauth_token_requests_total",
+		Help: "Token requests made to ServiceNow, by grant, result (success, failure) and failure reason.",
+	}, []string{"grant", "result", "reason"})
+
+	tokenRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "snowauth_token_request_duration_seconds",
+		Help:    "Time taken by token requests to ServiceNow, by result.",
+		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+	}, []string{"result"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(tokenRequests, tokenRequestDuration)
+}
+
+// observeTokenRequest records one token request's outcome.
+func observeTokenRequest(grant string, took time.Duration, f *failure) {
+	result, reason := "success", ""
+	if f != nil {
+		result, reason = "failure", f.reason
+	}
+	tokenRequests.WithLabelValues(grant, result, reason).Inc()
+	tokenRequestDuration.WithLabelValues(result).Observe(took.Seconds())
+}
+
+var (
+	connLabels = []string{"namespace", "name"}
+
+	descExpiry = prometheus.NewDesc("snowauth_connection_token_expiry_timestamp_seconds",
+		"When the access token in the connection's token Secret expires (Unix time).", connLabels, nil)
+	descLastRefresh = prometheus.NewDesc("snowauth_connection_last_refresh_timestamp_seconds",
+		"When snowauth last obtained a token for the connection (Unix time).", connLabels, nil)
+	descNextRefresh = prometheus.NewDesc("snowauth_connection_next_refresh_timestamp_seconds",
+		"When snowauth will next request a token for the connection: the planned refresh or the next retry (Unix time).", connLabels, nil)
+	descFailures = prometheus.NewDesc("snowauth_connection_consecutive_failures",
+		"Token requests that failed in a row since the connection's last success.", connLabels, nil)
+	descReady = prometheus.NewDesc("snowauth_connection_ready",
+		"1 for the connection's Ready condition status (True, False, Unknown) and reason, 0 for the other statuses.",
+		append(connLabels, "status", "reason"), nil)
+	descRefreshFailed = prometheus.NewDesc("snowauth_connection_refresh_failed",
+		"1 while the connection's latest token request failed, with the failure reason; 0 otherwise.",
+		append(connLabels, "reason"), nil)
+	descInfo = prometheus.NewDesc("snowauth_connection_info",
+		"Always 1; labels say which grant and token Secret the connection uses.",
+		append(connLabels, "grant", "token_secret"), nil)
+)
+
+// ConnectionCollector computes per-connection metrics from the cache at
+// scrape time, as cert-manager's certificate collector does: a deleted
+// connection leaves no stale series, and the reconciler needs no metric
+// bookkeeping.
+type ConnectionCollector struct {
+	Reader client.Reader
+}
+
+// Describe implements prometheus.Collector.
+func (c *ConnectionCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descExpiry, descLastRefresh, descNextRefresh, descFailures, descReady, descRefreshFailed, descInfo} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *ConnectionCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var conns snowv1.ServiceNowConnectionList
+	if err := c.Reader.List(ctx, &conns); err != nil {
+		ch <- prometheus.NewInvalidMetric(descReady, err)
+		return
+	}
+	for i := range conns.Items {
+		conn := &conns.Items[i]
+		ns, name := conn.Namespace, conn.Name
+		gauge := func(d *prometheus.Desc, v float64, extra ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{ns, name}, extra...)...)
+		}
+		st := conn.Status
+		if st.ExpiresAt != nil {
+			gauge(descExpiry, float64(st.ExpiresAt.Unix()))
+		}
+		if st.LastRefreshTime != nil {
+			gauge(descLastRefresh, float64(st.LastRefreshTime.Unix()))
+		}
+		if st.NextRefreshTime != nil && !conn.Spec.Suspend {
+			gauge(descNextRefresh, float64(st.NextRefreshTime.Unix()))
+		}
+		gauge(descFailures, float64(st.ConsecutiveFailures))
+		gauge(descInfo, 1, string(conn.Spec.GrantType), conn.TokenSecretName())
+
+		readyStatus, readyReason := "Unknown", ""
+		if r := meta.FindStatusCondition(st.Conditions, snowv1.ConditionReady); r != nil {
+			readyStatus, readyReason = string(r.Status), r.Reason
+		}
+		for _, s := range []string{"True", "False", "Unknown"} {
+			v, reason := 0.0, ""
+			if s == readyStatus {
+				v, reason = 1, readyReason
+			}
+			gauge(descReady, v, s, reason)
+		}
+		if f := meta.FindStatusCondition(st.Conditions, snowv1.ConditionRefreshFailed); f != nil {
+			gauge(descRefreshFailed, 1, f.Reason)
+		} else {
+			gauge(descRefreshFailed, 0, "")
+		}
+	}
+}

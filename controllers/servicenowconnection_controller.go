@@ -1,0 +1,517 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/servicenow"
+)
+
+// TokenSource obtains tokens from ServiceNow. *servicenow.Client implements
+// it; the reconciler needs nothing else from ServiceNow.
+type TokenSource interface {
+	ResolveInstance(instance string) (*url.URL, error)
+	Token(ctx context.Context, req servicenow.TokenRequest) (*servicenow.Token, error)
+}
+
+// annotationTokenSHA256 on the token Secret holds the SHA-256 of the
+// access_token snowauth wrote, so an access_token edited by hand is noticed
+// and replaced. A hash of a random token reveals nothing about it.
+const annotationTokenSHA256 = "servicenow.snowauth.dev/token-sha256"
+
+// ServiceNowConnectionReconciler keeps each connection's token Secret holding
+// a valid access token and reports how that goes in the connection's status.
+type ServiceNowConnectionReconciler struct {
+	// Client reads connections and the token Secrets snowauth owns from the
+	// manager's cache, and writes.
+	client.Client
+	// APIReader reads credentials Secrets straight from the API server, so
+	// that no Secret snowauth does not own is ever cached.
+	APIReader client.Reader
+	// Recorder emits Kubernetes Events about connections.
+	Recorder events.EventRecorder
+	// Tokens talks to ServiceNow.
+	Tokens TokenSource
+	// Now and Jitter default to the wall clock and a random jitter.
+	Now    func() time.Time
+	Jitter Jitter
+}
+
+// +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections,verbs=get;list;watch
+// +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// scope is what one reconcile learns about a connection on its way.
+type scope struct {
+	conn *snowv1.ServiceNowConnection
+	now  time.Time
+	// fresh says conn was read from the API server, not the cache.
+	fresh bool
+	// creds is the credentials Secret, nil when it does not exist.
+	creds *corev1.Secret
+	// secret is the token Secret if it exists and this connection controls
+	// it; nil otherwise.
+	secret *corev1.Secret
+	// token is the access token in secret when it is the one snowauth wrote.
+	token string
+	// failure is the latest failure: found by this reconcile, or carried over
+	// from status while waiting out a backoff.
+	failure *failure
+}
+
+// Reconcile tells one story: look at the token Secret and the credentials,
+// decide whether a token request is due, make it, store the token, and
+// write status once at the end.
+func (r *ServiceNowConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	conn := &snowv1.ServiceNowConnection{}
+	if err := r.Get(ctx, req.NamespacedName, conn); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s, err := r.reconcileFrom(ctx, conn, false)
+	if errors.Is(err, errStaleCache) {
+		// The cache had not yet seen this connection's latest status (the
+		// one the previous reconcile wrote). Go on from the API server's
+		// copy rather than spend a token request on an old view.
+		fresh := &snowv1.ServiceNowConnection{}
+		if err := r.APIReader.Get(ctx, req.NamespacedName, fresh); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		s, err = r.reconcileFrom(ctx, fresh, true)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if s.conn.Spec.Suspend {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{RequeueAfter: requeueAfter(s.now, timeOf(s.conn.Status.NextRefreshTime), timeOf(s.conn.Status.ExpiresAt))}, nil
+}
+
+// errStaleCache says the cached connection is older than the API server's.
+var errStaleCache = errors.New("the cached connection is stale")
+
+// reconcileFrom reconciles conn and writes its status. fresh says conn was
+// read from the API server rather than the cache.
+func (r *ServiceNowConnectionReconciler) reconcileFrom(ctx context.Context, conn *snowv1.ServiceNowConnection, fresh bool) (*scope, error) {
+	base := conn.DeepCopy()
+	s := &scope{conn: conn, now: r.now(), fresh: fresh, failure: failureFromStatus(conn.Status.Conditions)}
+	if err := r.reconcile(ctx, s); err != nil {
+		// Not a token failure (those are recorded in status): an API error
+		// or a stale cache. controller-runtime retries API errors with its
+		// own backoff; conflicts are retried the same way, no string
+		// matching needed.
+		return s, err
+	}
+	return s, r.patchStatus(ctx, base, s)
+}
+
+// reconcile runs the steps. A *failure from a step is recorded in s (it ends
+// the chain); any other error is returned.
+func (r *ServiceNowConnectionReconciler) reconcile(ctx context.Context, s *scope) error {
+	if err := r.lookUpTokenSecret(ctx, s); err != nil {
+		return r.recordFailure(ctx, s, err, false)
+	}
+	if s.conn.Spec.Suspend {
+		return nil
+	}
+	if err := r.readCredentials(ctx, s); err != nil {
+		return err
+	}
+	req, reqErr := r.tokenRequest(s)
+	trigger := refreshTrigger(s, reqErr == nil)
+	if trigger == "" {
+		if reqErr != nil {
+			// Not due, but say now that the next request cannot work.
+			return r.recordFailure(ctx, s, reqErr, false)
+		}
+		// Nothing is due: keep the Secret as snowauth wrote it (a label
+		// edited by hand, a changed spec.tokenSecret.labels) and stop.
+		if s.token != "" {
+			return r.writeTokenSecret(ctx, s, s.token)
+		}
+		return nil
+	}
+	if !s.fresh {
+		// A token request costs ServiceNow a round trip and may be rate
+		// limited: make sure it is not asked for because the cache lags.
+		current := &metav1.PartialObjectMetadata{}
+		current.SetGroupVersionKind(snowv1.GroupVersion.WithKind("ServiceNowConnection"))
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.conn), current); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if current.ResourceVersion != s.conn.ResourceVersion {
+			return errStaleCache
+		}
+	}
+	logf.FromContext(ctx).V(1).Info("requesting a token", "trigger", trigger)
+	r.markHandled(s)
+	if reqErr != nil {
+		return r.recordFailure(ctx, s, reqErr, true)
+	}
+	started := time.Now()
+	tok, err := r.Tokens.Token(ctx, req)
+	observeTokenRequest(string(req.Grant), time.Since(started), classify(err))
+	if err != nil {
+		return r.recordFailure(ctx, s, err, true)
+	}
+	instanceURL := req.InstanceURL.String()
+	firstToken := s.conn.Status.LastRefreshTime == nil
+	recovered := s.conn.Status.ConsecutiveFailures > 0
+	s.conn.Status.InstanceURL = instanceURL
+	s.conn.Status.ExpiresAt = &metav1.Time{Time: tok.Expiry.Truncate(time.Second)}
+	s.conn.Status.LastRefreshTime = &metav1.Time{Time: s.now.Truncate(time.Second)}
+	s.conn.Status.ConsecutiveFailures = 0
+	var refreshBefore *time.Duration
+	if rb := s.conn.Spec.RefreshBefore; rb != nil {
+		refreshBefore = &rb.Duration
+	}
+	next := refreshTime(s.now, s.conn.Status.ExpiresAt.Time, refreshBefore, r.jitter())
+	s.conn.Status.NextRefreshTime = &metav1.Time{Time: next.Truncate(time.Second)}
+	s.failure = nil
+	if err := r.writeTokenSecret(ctx, s, tok.AccessToken); err != nil {
+		return err
+	}
+	switch {
+	case firstToken:
+		r.event(s.conn, corev1.EventTypeNormal, "TokenIssued", "RequestToken",
+			"obtained a first token from %s; it expires at %s", instanceURL, formatTime(s.conn.Status.ExpiresAt))
+	case recovered:
+		r.event(s.conn, corev1.EventTypeNormal, "TokenRefreshed", "RequestToken",
+			"obtained a token from %s after earlier failures; it expires at %s", instanceURL, formatTime(s.conn.Status.ExpiresAt))
+	}
+	return nil
+}
+
+// lookUpTokenSecret finds the token Secret. A Secret of that name that this
+// connection does not control is a conflict: snowauth never takes over a
+// Secret it did not create.
+func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, s *scope) error {
+	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.TokenSecretName()}
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only Secrets labelled as snowauth's: ask the API
+		// server whether an unlabelled one has the name (or whether the
+		// cache has not yet seen one snowauth just created).
+		err = r.APIReader.Get(ctx, key, secret)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case !metav1.IsControlledBy(secret, s.conn):
+		return needsPerson(snowv1.ReasonSecretConflict,
+			"Secret %s already exists and is not controlled by this connection; snowauth leaves it alone: delete it or set spec.tokenSecret.name", key.Name)
+	}
+	s.secret = secret
+	// The token is snowauth's only if it is the one whose hash snowauth
+	// recorded, and status still says when it expires.
+	tok := string(secret.Data[snowv1.TokenKeyAccessToken])
+	if tok != "" && secret.Annotations[annotationTokenSHA256] == fingerprint(tok) && s.conn.Status.ExpiresAt != nil {
+		s.token = tok
+	}
+	return nil
+}
+
+// readCredentials reads the credentials Secret from the API server (never
+// from a cache: snowauth does not keep other Secrets in memory).
+func (r *ServiceNowConnectionReconciler) readCredentials(ctx context.Context, s *scope) error {
+	creds := &corev1.Secret{}
+	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.Spec.CredentialsSecretRef.Name}
+	if err := r.APIReader.Get(ctx, key, creds); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	s.creds = creds
+	return nil
+}
+
+// refreshTrigger says why a token request is due now, or "" if none is.
+// ready says whether the credentials would make a valid request. Changes a
+// person makes (spec, credentials, a refresh request) are due at once, even
+// during a backoff; so is fixing what blocked the last request. The token
+// Secret going missing is due too, unless ServiceNow itself is being waited
+// out or the request cannot work.
+func refreshTrigger(s *scope, ready bool) string {
+	st := s.conn.Status
+	credsVersion := ""
+	if s.creds != nil {
+		credsVersion = s.creds.ResourceVersion
+	}
+	requested := s.conn.Annotations[snowv1.AnnotationRefreshRequestedAt]
+	blocked := s.failure != nil && isPrecondition(s.failure.reason)
+	waiting := st.NextRefreshTime != nil && s.now.Before(st.NextRefreshTime.Time)
+	backingOff := waiting && st.ConsecutiveFailures > 0 && s.failure != nil && !blocked
+	switch {
+	case s.conn.Generation != st.ObservedGeneration:
+		return "the spec changed"
+	case credsVersion != st.CredentialsResourceVersion:
+		return "the credentials Secret changed"
+	case requested != "" && requested != st.LastHandledRefreshRequest:
+		return "a refresh was requested"
+	case !ready:
+		if !waiting {
+			return "the slow retry is due"
+		}
+		return ""
+	case blocked:
+		return s.failure.reason + " was resolved"
+	case s.token == "" && !backingOff:
+		return "the token Secret holds no token"
+	case !waiting:
+		return "the token is due for refresh"
+	}
+	return ""
+}
+
+// isPrecondition says whether a failure reason is one snowauth finds before
+// asking ServiceNow anything: re-checking it costs nothing, so it is
+// re-checked on every reconcile rather than backed off.
+func isPrecondition(reason string) bool {
+	switch reason {
+	case snowv1.ReasonCredentialsNotFound, snowv1.ReasonCredentialsInvalid, snowv1.ReasonSecretConflict,
+		string(servicenow.KindInvalidInstance):
+		return true
+	}
+	return false
+}
+
+// markHandled records the inputs this token request answers, so the same
+// spec, credentials and refresh request do not trigger another.
+func (r *ServiceNowConnectionReconciler) markHandled(s *scope) {
+	st := &s.conn.Status
+	if s.creds != nil {
+		if st.CredentialsResourceVersion != "" && st.CredentialsResourceVersion != s.creds.ResourceVersion {
+			r.event(s.conn, corev1.EventTypeNormal, "CredentialsChanged", "ReadCredentials",
+				"credentials Secret %s changed; requesting a new token", s.creds.Name)
+		}
+		st.CredentialsResourceVersion = s.creds.ResourceVersion
+	} else {
+		st.CredentialsResourceVersion = ""
+	}
+	st.LastHandledRefreshRequest = s.conn.Annotations[snowv1.AnnotationRefreshRequestedAt]
+}
+
+// tokenRequest builds the token request from the credentials Secret: the
+// keys the grant needs, and the instance URL, resolved and allowlisted. Its
+// errors are failures a person must fix; nothing is sent anywhere.
+func (r *ServiceNowConnectionReconciler) tokenRequest(s *scope) (servicenow.TokenRequest, error) {
+	name := s.conn.Spec.CredentialsSecretRef.Name
+	if s.creds == nil {
+		return servicenow.TokenRequest{}, needsPerson(snowv1.ReasonCredentialsNotFound,
+			"credentials Secret %s not found in namespace %s", name, s.conn.Namespace)
+	}
+	grant, keys := grantFor(s.conn.Spec.GrantType)
+	values := map[string]string{}
+	for _, k := range keys {
+		v, ok := s.creds.Data[k]
+		if !ok {
+			return servicenow.TokenRequest{}, needsPerson(snowv1.ReasonCredentialsInvalid,
+				"credentials Secret %s has no key %q, which the %s grant needs", name, k, s.conn.Spec.GrantType)
+		}
+		// A trailing newline is what `echo` and most editors add; it is
+		// never part of an instance, ID, secret or password.
+		values[k] = strings.TrimRight(string(v), "\r\n")
+		if strings.TrimSpace(values[k]) == "" {
+			return servicenow.TokenRequest{}, needsPerson(snowv1.ReasonCredentialsInvalid,
+				"key %q of credentials Secret %s is empty", k, name)
+		}
+	}
+	instance, err := r.Tokens.ResolveInstance(strings.TrimSpace(values[snowv1.CredentialsKeyInstance]))
+	if err != nil {
+		return servicenow.TokenRequest{}, err
+	}
+	return servicenow.TokenRequest{
+		InstanceURL: instance,
+		Grant:       grant,
+		Scopes:      s.conn.Spec.Scopes,
+		Credentials: servicenow.Credentials{
+			ClientID:     strings.TrimSpace(values[snowv1.CredentialsKeyClientID]),
+			ClientSecret: values[snowv1.CredentialsKeyClientSecret],
+			Username:     strings.TrimSpace(values[snowv1.CredentialsKeyUsername]),
+			Password:     values[snowv1.CredentialsKeyPassword],
+			RefreshToken: values[snowv1.CredentialsKeyRefreshToken],
+		},
+	}, nil
+}
+
+// grantFor maps the API's grant type to the OAuth grant and the credentials
+// Secret keys it needs.
+func grantFor(g snowv1.GrantType) (servicenow.Grant, []string) {
+	keys := []string{snowv1.CredentialsKeyInstance, snowv1.CredentialsKeyClientID, snowv1.CredentialsKeyClientSecret}
+	switch g {
+	case snowv1.GrantPassword:
+		return servicenow.GrantPassword, append(keys, snowv1.CredentialsKeyUsername, snowv1.CredentialsKeyPassword)
+	case snowv1.GrantRefreshToken:
+		return servicenow.GrantRefreshToken, append(keys, snowv1.CredentialsKeyRefreshToken)
+	default:
+		return servicenow.GrantClientCredentials, keys
+	}
+}
+
+// recordFailure turns a step's error into the connection's failure. When
+// the failure ended a token request (counted), it also schedules the retry.
+// Errors that are not token failures pass through.
+func (r *ServiceNowConnectionReconciler) recordFailure(ctx context.Context, s *scope, err error, counted bool) error {
+	f := classify(err)
+	if f == nil {
+		return err
+	}
+	s.failure = f
+	if !counted {
+		return nil
+	}
+	st := &s.conn.Status
+	st.ConsecutiveFailures++
+	st.LastFailureTime = &metav1.Time{Time: s.now.Truncate(time.Second)}
+	delay := retryDelay(f, st.ConsecutiveFailures, s.now, timeOf(st.ExpiresAt), r.jitter())
+	// Rounded up: status keeps whole seconds, and a retry must not come
+	// before a server's Retry-After.
+	st.NextRefreshTime = &metav1.Time{Time: s.now.Add(delay + time.Second - 1).Truncate(time.Second)}
+	logf.FromContext(ctx).Info("token request failed", "reason", f.reason, "message", f.message,
+		"consecutiveFailures", st.ConsecutiveFailures, "retryIn", delay.Round(time.Second).String())
+	r.event(s.conn, corev1.EventTypeWarning, f.reason, "RequestToken", "%s", f.message)
+	return nil
+}
+
+// writeTokenSecret makes the token Secret hold accessToken with the expiry
+// and instance in status, the operator's labels and the user's. It writes
+// nothing when the Secret already says all that.
+func (r *ServiceNowConnectionReconciler) writeTokenSecret(ctx context.Context, s *scope, accessToken string) error {
+	st := s.conn.Status
+	secret := s.secret
+	if secret == nil {
+		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.conn.Namespace, Name: s.conn.TokenSecretName()}}
+	}
+	desired := secret.DeepCopy()
+	desired.Type = corev1.SecretTypeOpaque
+	desired.Data = map[string][]byte{
+		snowv1.TokenKeyAccessToken: []byte(accessToken),
+		snowv1.TokenKeyTokenType:   []byte("Bearer"),
+		snowv1.TokenKeyExpiresAt:   []byte(formatTime(st.ExpiresAt)),
+		snowv1.TokenKeyInstanceURL: []byte(st.InstanceURL),
+	}
+	desired.StringData = nil
+	desired.Labels = map[string]string{}
+	for k, v := range s.conn.Spec.TokenSecret.Labels {
+		desired.Labels[k] = string(v)
+	}
+	desired.Labels[snowv1.LabelManagedBy] = snowv1.ManagedByValue
+	desired.Labels[snowv1.LabelConnection] = s.conn.Name
+	desired.Annotations = map[string]string{}
+	for k, v := range s.conn.Spec.TokenSecret.Annotations {
+		desired.Annotations[k] = v
+	}
+	desired.Annotations[annotationTokenSHA256] = fingerprint(accessToken)
+	if err := controllerutil.SetControllerReference(s.conn, desired, r.Scheme()); err != nil {
+		return err
+	}
+
+	if s.secret == nil {
+		if err := r.Create(ctx, desired); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				// Created by someone else since the look-up: re-examine it.
+				return fmt.Errorf("token Secret %s appeared while snowauth was creating it: %w", desired.Name, err)
+			}
+			return err
+		}
+	} else if !equality.Semantic.DeepEqual(secret.Data, desired.Data) ||
+		!equality.Semantic.DeepEqual(secret.Labels, desired.Labels) ||
+		!equality.Semantic.DeepEqual(secret.Annotations, desired.Annotations) ||
+		!slices.EqualFunc(secret.OwnerReferences, desired.OwnerReferences, func(a, b metav1.OwnerReference) bool {
+			return equality.Semantic.DeepEqual(a, b)
+		}) {
+		if err := r.Update(ctx, desired); err != nil {
+			return err
+		}
+	}
+	s.secret, s.token = desired, accessToken
+	s.conn.Status.TokenSecretName = desired.Name
+	return nil
+}
+
+// patchStatus computes the conditions and writes status once, and only if
+// something changed: an idle reconcile makes no API write.
+func (r *ServiceNowConnectionReconciler) patchStatus(ctx context.Context, base *snowv1.ServiceNowConnection, s *scope) error {
+	conn := s.conn
+	var expiry *time.Time
+	if s.token != "" {
+		expiry = timeOf(conn.Status.ExpiresAt)
+	}
+	if s.secret != nil {
+		conn.Status.TokenSecretName = s.secret.Name
+	}
+	setConditions(&conn.Status.Conditions, conditions(statusInput{
+		now:        s.now,
+		generation: conn.Generation,
+		suspended:  conn.Spec.Suspend,
+		secretName: conn.TokenSecretName(),
+		expiry:     expiry,
+		failure:    s.failure,
+	}))
+	conn.Status.ObservedGeneration = conn.Generation
+	if equality.Semantic.DeepEqual(base.Status, conn.Status) {
+		return nil
+	}
+	return r.Status().Patch(ctx, conn, client.MergeFrom(base))
+}
+
+func (r *ServiceNowConnectionReconciler) event(conn *snowv1.ServiceNowConnection, typ, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(conn, nil, typ, reason, action, note, args...)
+	}
+}
+
+func (r *ServiceNowConnectionReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *ServiceNowConnectionReconciler) jitter() Jitter {
+	if r.Jitter != nil {
+		return r.Jitter
+	}
+	return randomJitter
+}
+
+// fingerprint is the hex SHA-256 of a token.
+func fingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func timeOf(t *metav1.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return &t.Time
+}
+
+func formatTime(t *metav1.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}

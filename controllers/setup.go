@@ -1,0 +1,134 @@
+package controllers
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+)
+
+// secretNameIndex indexes connections by the Secrets they name: the
+// credentials Secret and the token Secret. A change to either Secret finds
+// its connections through it.
+const secretNameIndex = "servicenow.snowauth.dev/secret-names"
+
+// CacheOptions returns the manager's cache options. The cache holds
+// connections and only the Secrets snowauth owns (by label): Secrets of
+// other applications never enter its memory. namespaces restricts the cache
+// (nil: all namespaces).
+func CacheOptions(namespaces []string) cache.Options {
+	return cache.Options{
+		DefaultNamespaces: namespaceConfig(namespaces),
+		DefaultTransform:  cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{snowv1.LabelManagedBy: snowv1.ManagedByValue})},
+		},
+	}
+}
+
+func namespaceConfig(namespaces []string) map[string]cache.Config {
+	if len(namespaces) == 0 {
+		return nil
+	}
+	m := make(map[string]cache.Config, len(namespaces))
+	for _, ns := range namespaces {
+		m[ns] = cache.Config{}
+	}
+	return m
+}
+
+// SetupWithManager registers the reconciler and its watches:
+//   - connections, on spec changes and annotation changes (a refresh
+//     request); status writes do not wake it up;
+//   - token Secrets, through their controller owner reference, so a deleted
+//     or edited token Secret is repaired at once;
+//   - every Secret's metadata (name and version only, from a separate
+//     cache), mapped through secretNameIndex to the connections that name
+//     it, so a created or rotated credentials Secret, or a removed
+//     conflicting Secret, is acted on at once without caching Secret data.
+func (r *ServiceNowConnectionReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options, namespaces []string) error {
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &snowv1.ServiceNowConnection{}, secretNameIndex,
+		func(o client.Object) []string {
+			conn := o.(*snowv1.ServiceNowConnection)
+			return []string{conn.Spec.CredentialsSecretRef.Name, conn.TokenSecretName()}
+		}); err != nil {
+		return err
+	}
+
+	secretMeta, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme:            mgr.GetScheme(),
+		Mapper:            mgr.GetRESTMapper(),
+		DefaultNamespaces: namespaceConfig(namespaces),
+		DefaultTransform:  keepIdentityOnly,
+	})
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(secretMeta); err != nil {
+		return err
+	}
+	secretMetaObj := &metav1.PartialObjectMetadata{}
+	secretMetaObj.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&snowv1.ServiceNowConnection{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&corev1.Secret{}).
+		WatchesRawSource(source.Kind[client.Object](secretMeta, secretMetaObj,
+			handler.EnqueueRequestsFromMapFunc(r.connectionsNaming))).
+		WithOptions(opts).
+		Named("servicenowconnection").
+		Complete(r)
+}
+
+// connectionsNaming maps a Secret to the connections that name it.
+func (r *ServiceNowConnectionReconciler) connectionsNaming(ctx context.Context, secret client.Object) []reconcile.Request {
+	var conns snowv1.ServiceNowConnectionList
+	if err := r.List(ctx, &conns, client.InNamespace(secret.GetNamespace()),
+		client.MatchingFields{secretNameIndex: secret.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing connections for a Secret", "secret", secret.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(conns.Items))
+	for _, c := range conns.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	}
+	return reqs
+}
+
+// keepIdentityOnly trims a Secret's metadata to what the watch needs. Labels
+// and annotations go too: kubectl's last-applied-configuration annotation
+// holds a client-side-applied Secret's data in clear.
+func keepIdentityOnly(in any) (any, error) {
+	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
+		m.ObjectMeta = metav1.ObjectMeta{
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		}
+	}
+	return in, nil
+}
+
+// randomJitter is the production Jitter.
+func randomJitter(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	return rand.N(max)
+}
