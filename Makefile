@@ -87,6 +87,12 @@ verify: manifests generate ## Regenerate code and manifests; fail if that change
 		git status --porcelain -- . ':!bin' ':!cover.out'; git --no-pager diff --stat; exit 1; \
 	fi
 
+##@ Try it
+
+.PHONY: demo
+demo: envtest build ## Run snowauth on this machine: API server, ServiceNow simulator, manager and a sample connection (DEMO_ARGS=-ci exits once a refresh was seen).
+	go run ./hack/demo $(DEMO_ARGS)
+
 ##@ Build
 
 .PHONY: build

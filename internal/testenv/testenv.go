@@ -73,6 +73,16 @@ func Start() (*Env, error) {
 	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env}, nil
 }
 
+// KubeConfig returns a kubeconfig for a cluster administrator of this API
+// server, for programs run beside it (the manager as a process, kubectl).
+func (e *Env) KubeConfig() ([]byte, error) {
+	user, err := e.env.AddUser(envtest.User{Name: "snowauth-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return user.KubeConfig()
+}
+
 // Stop stops the API server and etcd.
 func (e *Env) Stop() error { return e.env.Stop() }
 

@@ -1,0 +1,283 @@
+// Command demo shows snowauth doing its whole job on one machine, with no
+// cluster and no ServiceNow instance: it starts a real API server (envtest),
+// the ServiceNow simulator and the manager as its own process, applies a
+// credentials Secret and a ServiceNowConnection, and prints what happens.
+//
+// Run it with `make demo`. With -ci it exits 0 once the connection is Ready
+// and a refresh was observed, and non-zero otherwise.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/servicenow/simulator"
+	"github.com/snowauth/snowauth/internal/testenv"
+)
+
+const (
+	namespace  = "demo"
+	connName   = "orders"
+	credsName  = "servicenow-credentials"
+	clientID   = "snowauth-demo"
+	appUser    = "svc.snowauth"
+	demoSecret = "demo-client-secret" // the simulator's; nothing real
+)
+
+func main() {
+	ci := flag.Bool("ci", false, "exit 0 once the connection is Ready and a refresh was observed; non-zero otherwise")
+	manager := flag.String("manager", "bin/manager", "the manager binary to run")
+	lifespan := flag.Duration("lifespan", 90*time.Second, "access-token lifespan of the simulated instance")
+	timeout := flag.Duration("timeout", 3*time.Minute, "with -ci, how long to wait for Ready and a refresh")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *ci {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	if err := run(ctx, *ci, *manager, *lifespan); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, ci bool, managerBin string, lifespan time.Duration) (err error) {
+	tmp, err := os.MkdirTemp("", "snowauth-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	step("starting a Kubernetes API server (etcd and kube-apiserver from bin/k8s)")
+	env, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := env.Stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
+	kubeconfig := filepath.Join(tmp, "kubeconfig")
+	kc, err := env.KubeConfig()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return err
+	}
+	done("API server on %s, CRD servicenowconnections.servicenow.snowauth.dev installed", env.Config.Host)
+
+	step("starting the ServiceNow simulator")
+	sim, err := simulator.Start(simulator.Options{AccessTokenLifespan: lifespan, ClientCredentialsEnabled: true})
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+	sim.AddUser(simulator.User{Username: appUser, Password: "unused"})
+	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: demoSecret, ApplicationUser: appUser})
+	instance := strings.Replace(sim.URL(), "127.0.0.1", "localhost", 1)
+	caFile := filepath.Join(tmp, "simulator-ca.pem")
+	if err := os.WriteFile(caFile, sim.CACertPEM(), 0o600); err != nil {
+		return err
+	}
+	done("instance %s; access tokens live %s, so snowauth refreshes after about %s", instance, lifespan, (lifespan * 2 / 3).Round(time.Second))
+
+	step("starting the manager (%s)", managerBin)
+	logFile := filepath.Join(tmp, "manager.log")
+	mgr, err := startManager(managerBin, kubeconfig, caFile, logFile)
+	if err != nil {
+		return err
+	}
+	defer stopManager(mgr)
+	done("pid %d, trusting the simulator through --ca-bundle as for an on-premise instance; logs in %s", mgr.Process.Pid, logFile)
+
+	step("applying a credentials Secret and a ServiceNowConnection in namespace %s", namespace)
+	if err := applySamples(ctx, env.Client, instance); err != nil {
+		return err
+	}
+	done("Secret %s (instance, client_id, client_secret) and ServiceNowConnection %s (grant ClientCredentials)", credsName, connName)
+
+	fmt.Println()
+	fmt.Println("Try it from another terminal:")
+	fmt.Printf("  export KUBECONFIG=%s\n", kubeconfig)
+	fmt.Printf("  kubectl get snc -n %s -o wide\n", namespace)
+	fmt.Printf("  kubectl get secret -n %s %s-token -o jsonpath='{.data.expires_at}' | base64 -d\n", namespace, connName)
+	fmt.Printf("  kubectl annotate snc -n %s %s servicenow.snowauth.dev/refresh-requested-at=\"$(date -Is)\" --overwrite   # force a refresh\n", namespace, connName)
+	fmt.Printf("  kubectl patch secret -n %s %s -p '{\"stringData\":{\"client_secret\":\"wrong\"}}'   # break it: watch Ready and RefreshFailed\n", namespace, credsName)
+	fmt.Printf("  kubectl patch secret -n %s %s -p '{\"stringData\":{\"client_secret\":\"%s\"}}'   # and mend it\n", namespace, credsName, demoSecret)
+	if !ci {
+		fmt.Println("Press Ctrl-C to stop: the manager, the simulator and the API server stop and the temporary folder is removed.")
+	}
+	fmt.Println()
+
+	exited := make(chan error, 1)
+	go func() { exited <- mgr.Wait() }()
+	err = watch(ctx, env.Client, ci, exited)
+	if err != nil {
+		if log, readErr := os.ReadFile(logFile); readErr == nil {
+			fmt.Fprintf(os.Stderr, "--- manager log ---\n%s--- end of manager log ---\n", log)
+		}
+	}
+	return err
+}
+
+// startManager runs the manager binary against the demo API server, as a
+// user would run it against a cluster.
+func startManager(bin, kubeconfig, caFile, logFile string) (*exec.Cmd, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%s not found: run `make demo`, which builds it (%w)", bin, err)
+	}
+	log, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin,
+		"--allowed-instance-domains=localhost",
+		"--ca-bundle="+caFile,
+		"--health-probe-bind-address=0",
+		"--metrics-bind-address=0",
+	)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// stopManager asks the manager to stop as Kubernetes would (SIGTERM), and
+// kills it if it does not within ten seconds.
+func stopManager(cmd *exec.Cmd) {
+	if cmd.ProcessState != nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	t := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
+	defer t.Stop()
+	_, _ = cmd.Process.Wait()
+}
+
+func applySamples(ctx context.Context, c client.Client, instance string) error {
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
+		&corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: credsName},
+			StringData: map[string]string{"instance": instance, "client_id": clientID, "client_secret": demoSecret},
+		},
+		&snowv1.ServiceNowConnection{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: connName},
+			Spec: snowv1.ServiceNowConnectionSpec{
+				CredentialsSecretRef: snowv1.SecretReference{Name: credsName},
+				GrantType:            snowv1.GrantClientCredentials,
+				TokenSecret:          snowv1.TokenSecretSpec{Labels: map[string]snowv1.LabelValue{"app.kubernetes.io/part-of": "orders"}},
+			},
+		},
+	}
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil {
+			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// watch prints the connection and its token Secret whenever they change. In
+// CI mode it returns nil once the connection is Ready and a second token
+// (a refresh) was observed.
+func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan error) error {
+	key := types.NamespacedName{Namespace: namespace, Name: connName}
+	var last string
+	var firstRefresh *metav1.Time
+	ticker := time.NewTicker(500 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if ci {
+				return errors.New("timed out before the connection was Ready and refreshed once")
+			}
+			fmt.Println("\nstopping: manager, simulator, API server; removing the temporary folder")
+			return nil
+		case err := <-managerExited:
+			return fmt.Errorf("the manager exited: %v", err)
+		case <-ticker.C:
+		}
+		var conn snowv1.ServiceNowConnection
+		if err := c.Get(ctx, key, &conn); err != nil {
+			continue
+		}
+		var secret corev1.Secret
+		hasSecret := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: conn.TokenSecretName()}, &secret) == nil
+		view := describe(&conn, &secret, hasSecret)
+		if view != last {
+			fmt.Printf("── %s\n%s\n", time.Now().Format("15:04:05"), view)
+			last = view
+		}
+		st := conn.Status
+		if st.LastRefreshTime != nil && firstRefresh == nil && meta.IsStatusConditionTrue(st.Conditions, snowv1.ConditionReady) {
+			firstRefresh = st.LastRefreshTime
+		}
+		if ci && firstRefresh != nil && st.LastRefreshTime != nil && st.LastRefreshTime.After(firstRefresh.Time) &&
+			meta.IsStatusConditionTrue(st.Conditions, snowv1.ConditionReady) {
+			fmt.Println("demo: the connection is Ready and its token was refreshed: OK")
+			return nil
+		}
+	}
+}
+
+// describe renders what `kubectl get snc -o wide` and the token Secret say,
+// with the token itself redacted.
+func describe(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, hasSecret bool) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tREADY\tSECRET\tEXPIRES\tGRANT\tMESSAGE")
+	ready, msg := "", ""
+	if r := meta.FindStatusCondition(conn.Status.Conditions, snowv1.ConditionReady); r != nil {
+		ready, msg = string(r.Status), r.Message
+	}
+	expires := ""
+	if conn.Status.ExpiresAt != nil {
+		expires = conn.Status.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", conn.Name, ready, conn.Status.TokenSecretName, expires, conn.Spec.GrantType, msg)
+	_ = tw.Flush()
+	for _, c := range conn.Status.Conditions {
+		if c.Type != snowv1.ConditionReady {
+			fmt.Fprintf(&b, "  condition %s=%s (%s): %s\n", c.Type, c.Status, c.Reason, c.Message)
+		}
+	}
+	if hasSecret {
+		fmt.Fprintf(&b, "  Secret %s: access_token=<redacted, %d bytes> token_type=%s expires_at=%s instance_url=%s\n",
+			secret.Name, len(secret.Data[snowv1.TokenKeyAccessToken]), secret.Data[snowv1.TokenKeyTokenType],
+			secret.Data[snowv1.TokenKeyExpiresAt], secret.Data[snowv1.TokenKeyInstanceURL])
+	}
+	if st := conn.Status; st.LastRefreshTime != nil && st.NextRefreshTime != nil {
+		fmt.Fprintf(&b, "  last refresh %s, next refresh %s, consecutive failures %d\n",
+			st.LastRefreshTime.UTC().Format(time.RFC3339), st.NextRefreshTime.UTC().Format(time.RFC3339), st.ConsecutiveFailures)
+	}
+	return b.String()
+}
+
+func step(format string, args ...any) { fmt.Printf("• "+format+"\n", args...) }
+func done(format string, args ...any) { fmt.Printf("  ✓ "+format+"\n", args...) }
