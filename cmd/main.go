@@ -3,9 +3,11 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -24,6 +26,7 @@ import (
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 	"github.com/snowauth/snowauth/controllers"
+	"github.com/snowauth/snowauth/internal/authserver"
 	"github.com/snowauth/snowauth/internal/servicenow"
 )
 
@@ -37,6 +40,7 @@ func init() {
 // options are the manager's command-line flags.
 type options struct {
 	metricsAddr, probeAddr string
+	pprofAddr              string
 	secureMetrics          bool
 	enableHTTP2            bool
 	leaderElect            bool
@@ -48,6 +52,11 @@ type options struct {
 	qps                    float64
 	burst                  int
 	watchNamespaces        string
+	authAddr               string
+	authExternalURL        string
+	authKeySecret          string
+	authKeyFile            string
+	authLinkTTL            time.Duration
 }
 
 func main() {
@@ -59,6 +68,9 @@ func main() {
 	flag.BoolVar(&o.enableHTTP2, "enable-http2", false,
 		"Serve metrics over HTTP/2 too. Off by default because of the HTTP/2 Rapid Reset and Stream Cancellation CVEs.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0",
+		"Address of Go's pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060, for profiling. 0 disables it. "+
+			"Unauthenticated: bind it to loopback only.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false,
 		"Elect a leader so that only one replica refreshes tokens. Needed when running more than one replica.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "",
@@ -73,6 +85,18 @@ func main() {
 	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces to watch (default: all). Restricting it lets snowauth run with namespaced Roles.")
+	flag.StringVar(&o.authAddr, "authorization-bind-address", ":8082",
+		"Address of the authorization server for the AuthorizationCode grant (/authorize, /callback). "+
+			"It runs only when --authorization-external-url is set.")
+	flag.StringVar(&o.authExternalURL, "authorization-external-url", "",
+		"Base URL at which people's browsers reach the authorization server, e.g. https://snowauth.example.com "+
+			"(through an Ingress). Its /callback is the Redirect URL to register at ServiceNow. Empty: off.")
+	flag.StringVar(&o.authKeySecret, "authorization-key-secret", "snowauth-authorization-key",
+		"Secret, in the manager's namespace, holding the key that signs authorization links; created if absent.")
+	flag.StringVar(&o.authKeyFile, "authorization-key-file", "",
+		"File holding the signing key (at least 32 bytes) instead of --authorization-key-secret.")
+	flag.DurationVar(&o.authLinkTTL, "authorization-link-ttl", authserver.DefaultLinkTTL,
+		"How long an authorization link works.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -121,6 +145,7 @@ func run(o options) error {
 		Cache:                         controllers.CacheOptions(namespaces),
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
+		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              "snowauth.servicenow.snowauth.dev",
 		LeaderElectionNamespace:       o.leaderElectionNS,
@@ -130,10 +155,15 @@ func run(o options) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 
+	links, err := setupAuthorization(mgr, o, tokens)
+	if err != nil {
+		return err
+	}
 	r := &controllers.ServiceNowConnectionReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("snowauth"),
-		Tokens:   tokens,
+		Client:        mgr.GetClient(),
+		Recorder:      mgr.GetEventRecorder("snowauth"),
+		Tokens:        tokens,
+		Authorization: links,
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.maxConcurrent}, namespaces); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)
@@ -153,6 +183,60 @@ func run(o options) error {
 	// The signal handler cancels on SIGTERM/SIGINT; the manager then stops
 	// its controllers, letting in-flight reconciles finish.
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// setupAuthorization starts the authorization server of the
+// AuthorizationCode grant when --authorization-external-url is set, and
+// returns the link maker the reconciler uses (nil when off).
+func setupAuthorization(mgr ctrl.Manager, o options, tokens *servicenow.Client) (*authserver.Links, error) {
+	if o.authExternalURL == "" {
+		return nil, nil
+	}
+	external, err := url.Parse(o.authExternalURL)
+	if err != nil || external.Host == "" || (external.Scheme != "https" && external.Scheme != "http") {
+		return nil, fmt.Errorf("--authorization-external-url %q is not an absolute http(s) URL", o.authExternalURL)
+	}
+	var key []byte
+	if o.authKeyFile != "" {
+		if key, err = os.ReadFile(o.authKeyFile); err != nil {
+			return nil, fmt.Errorf("reading --authorization-key-file: %w", err)
+		}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		key, err = authserver.LoadOrCreateKey(ctx, mgr.GetClient(), mgr.GetAPIReader(), operatorNamespace(), o.authKeySecret)
+		if err != nil {
+			return nil, err
+		}
+	}
+	signer, err := authserver.NewSigner(key)
+	if err != nil {
+		return nil, err
+	}
+	links := &authserver.Links{Signer: signer, ExternalURL: external, TTL: o.authLinkTTL}
+	srv := &authserver.Server{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Tokens: tokens, Links: links,
+		Recorder: mgr.GetEventRecorder("snowauth-authorization"), Addr: o.authAddr,
+	}
+	if err := mgr.Add(srv); err != nil {
+		return nil, err
+	}
+	ctrl.Log.WithName("setup").Info("authorization server enabled", "address", o.authAddr, "redirectURL", links.RedirectURI())
+	return links, nil
+}
+
+// operatorNamespace is the namespace the manager runs in: POD_NAMESPACE
+// (the downward API), else the ServiceAccount's, else snowauth-system.
+func operatorNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns
+		}
+	}
+	return "snowauth-system"
 }
 
 // splitList splits a comma-separated flag, dropping blanks.

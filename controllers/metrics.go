@@ -59,6 +59,11 @@ var (
 	descRefreshFailed = prometheus.NewDesc("snowauth_connection_refresh_failed",
 		"1 while the connection's latest token request failed, with the failure reason; 0 otherwise.",
 		append(connLabels, "reason"), nil)
+	descRefreshTokenExpiry = prometheus.NewDesc("snowauth_connection_refresh_token_expiry_timestamp_seconds",
+		"When the stored refresh token of an AuthorizationCode connection stops working (Unix time).", connLabels, nil)
+	descReauthorize = prometheus.NewDesc("snowauth_connection_reauthorization_required",
+		"1 while an AuthorizationCode connection needs a person to authorise (again): no usable refresh token, or one that expires soon.",
+		connLabels, nil)
 	descInfo = prometheus.NewDesc("snowauth_connection_info",
 		"Always 1; labels say which grant and token Secret the connection uses.",
 		append(connLabels, "grant", "token_secret"), nil)
@@ -74,7 +79,8 @@ type ConnectionCollector struct {
 
 // Describe implements prometheus.Collector.
 func (c *ConnectionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descExpiry, descLastRefresh, descNextRefresh, descFailures, descReady, descRefreshFailed, descInfo} {
+	for _, d := range []*prometheus.Desc{descExpiry, descLastRefresh, descNextRefresh, descFailures, descReady, descRefreshFailed,
+		descRefreshTokenExpiry, descReauthorize, descInfo} {
 		ch <- d
 	}
 }
@@ -105,6 +111,16 @@ func (c *ConnectionCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descNextRefresh, float64(st.NextRefreshTime.Unix()))
 		}
 		gauge(descFailures, float64(st.ConsecutiveFailures))
+		if conn.Spec.GrantType == snowv1.GrantAuthorizationCode {
+			if st.RefreshTokenExpiresAt != nil {
+				gauge(descRefreshTokenExpiry, float64(st.RefreshTokenExpiresAt.Unix()))
+			}
+			v := 0.0
+			if st.AuthorizationURL != "" {
+				v = 1
+			}
+			gauge(descReauthorize, v)
+		}
 		gauge(descInfo, 1, string(conn.Spec.GrantType), conn.TokenSecretName())
 
 		readyStatus, readyReason := "Unknown", ""

@@ -85,19 +85,27 @@ func retryDelay(f *failure, failures int32, now time.Time, tokenExpiry *time.Tim
 
 // requeueAfter is how long controller-runtime should wait before looking at
 // the connection again: at the next planned token request, or at the token's
-// expiry if that comes first, so Ready turns False on time. Zero means no
-// timed requeue (a watch brings the connection back).
-func requeueAfter(now time.Time, next, expiry *time.Time) time.Duration {
+// expiry if that comes first, so Ready turns False on time, or at any of
+// also (renewing an authorization link, a refresh-token warning). Zero means
+// no timed requeue (a watch brings the connection back).
+func requeueAfter(now time.Time, next, expiry *time.Time, also ...time.Time) time.Duration {
 	var d time.Duration
 	if next != nil {
 		// A planned request that is already due runs a moment later, not at
 		// once, so a clock a little behind the API server's cannot spin.
 		d = max(minDelay, next.Sub(now))
 	}
-	if expiry != nil {
-		if left := expiry.Sub(now); left > 0 && (d == 0 || left < d) {
+	for _, t := range append([]time.Time{timeOrZero(expiry)}, also...) {
+		if left := t.Sub(now); !t.IsZero() && left > 0 && (d == 0 || left < d) {
 			d = left
 		}
 	}
 	return d
+}
+
+func timeOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }

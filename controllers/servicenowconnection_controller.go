@@ -23,6 +23,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/authserver"
 	"github.com/snowauth/snowauth/internal/servicenow"
 )
 
@@ -51,6 +52,9 @@ type ServiceNowConnectionReconciler struct {
 	Recorder events.EventRecorder
 	// Tokens talks to ServiceNow.
 	Tokens TokenSource
+	// Authorization makes start links for the AuthorizationCode grant; nil
+	// when the manager's authorization server is off.
+	Authorization *authserver.Links
 	// Now and Jitter default to the wall clock and a random jitter.
 	Now    func() time.Time
 	Jitter Jitter
@@ -69,6 +73,12 @@ type scope struct {
 	fresh bool
 	// creds is the credentials Secret, nil when it does not exist.
 	creds *corev1.Secret
+	// refresh is the refresh-token Secret of the AuthorizationCode grant,
+	// nil when there is none.
+	refresh *corev1.Secret
+	// wake holds further times to look at the connection again (renewing an
+	// authorization link, warning before a refresh token expires).
+	wake []time.Time
 	// secret is the token Secret if it exists and this connection controls
 	// it; nil otherwise.
 	secret *corev1.Secret
@@ -104,7 +114,7 @@ func (r *ServiceNowConnectionReconciler) Reconcile(ctx context.Context, req ctrl
 	if s.conn.Spec.Suspend {
 		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{RequeueAfter: requeueAfter(s.now, timeOf(s.conn.Status.NextRefreshTime), timeOf(s.conn.Status.ExpiresAt))}, nil
+	return ctrl.Result{RequeueAfter: requeueAfter(s.now, timeOf(s.conn.Status.NextRefreshTime), timeOf(s.conn.Status.ExpiresAt), s.wake...)}, nil
 }
 
 // errStaleCache says the cached connection is older than the API server's.
@@ -172,6 +182,12 @@ func (r *ServiceNowConnectionReconciler) reconcile(ctx context.Context, s *scope
 	tok, err := r.Tokens.Token(ctx, req)
 	observeTokenRequest(string(req.Grant), time.Since(started), classify(err))
 	if err != nil {
+		if s.conn.Spec.GrantType == snowv1.GrantAuthorizationCode && servicenow.KindOf(err) == servicenow.KindAuthenticationFailed {
+			// After an authorization, a rejected refresh most likely means
+			// the refresh token expired or was revoked: ask for a new one.
+			err = needsPerson(snowv1.ReasonAuthorizationRequired,
+				"ServiceNow rejected the stored refresh token (%s): it expired or was revoked; authorise again from the link in status.authorizationURL", err.Error())
+		}
 		return r.recordFailure(ctx, s, err, true)
 	}
 	instanceURL := req.InstanceURL.String()
@@ -243,7 +259,30 @@ func (r *ServiceNowConnectionReconciler) readCredentials(ctx context.Context, s 
 		return client.IgnoreNotFound(err)
 	}
 	s.creds = creds
-	return nil
+	if s.conn.Spec.GrantType != snowv1.GrantAuthorizationCode {
+		return nil
+	}
+	// The refresh-token Secret is snowauth's own (labelled), so it is cached.
+	refresh := &corev1.Secret{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.RefreshTokenSecretName()}, refresh)
+	if err == nil && metav1.IsControlledBy(refresh, s.conn) {
+		s.refresh = refresh
+	}
+	return client.IgnoreNotFound(err)
+}
+
+// credentialsVersion identifies the inputs a token request is made from:
+// the credentials Secret's resourceVersion, and for the AuthorizationCode
+// grant the refresh-token Secret's too (a new authorization is a change).
+func credentialsVersion(s *scope) string {
+	if s.creds == nil {
+		return ""
+	}
+	v := s.creds.ResourceVersion
+	if s.refresh != nil {
+		v += "/" + s.refresh.ResourceVersion
+	}
+	return v
 }
 
 // refreshTrigger says why a token request is due now, or "" if none is.
@@ -254,10 +293,7 @@ func (r *ServiceNowConnectionReconciler) readCredentials(ctx context.Context, s 
 // out or the request cannot work.
 func refreshTrigger(s *scope, ready bool) string {
 	st := s.conn.Status
-	credsVersion := ""
-	if s.creds != nil {
-		credsVersion = s.creds.ResourceVersion
-	}
+	credsVersion := credentialsVersion(s)
 	requested := s.conn.Annotations[snowv1.AnnotationRefreshRequestedAt]
 	blocked := s.failure != nil && isPrecondition(s.failure.reason)
 	waiting := st.NextRefreshTime != nil && s.now.Before(st.NextRefreshTime.Time)
@@ -290,7 +326,7 @@ func refreshTrigger(s *scope, ready bool) string {
 func isPrecondition(reason string) bool {
 	switch reason {
 	case snowv1.ReasonCredentialsNotFound, snowv1.ReasonCredentialsInvalid, snowv1.ReasonSecretConflict,
-		string(servicenow.KindInvalidInstance):
+		string(servicenow.KindInvalidInstance), snowv1.ReasonAuthorizationRequired, snowv1.ReasonAuthorizationServerDisabled:
 		return true
 	}
 	return false
@@ -300,15 +336,11 @@ func isPrecondition(reason string) bool {
 // spec, credentials and refresh request do not trigger another.
 func (r *ServiceNowConnectionReconciler) markHandled(s *scope) {
 	st := &s.conn.Status
-	if s.creds != nil {
-		if st.CredentialsResourceVersion != "" && st.CredentialsResourceVersion != s.creds.ResourceVersion {
-			r.event(s.conn, corev1.EventTypeNormal, "CredentialsChanged", "ReadCredentials",
-				"credentials Secret %s changed; requesting a new token", s.creds.Name)
-		}
-		st.CredentialsResourceVersion = s.creds.ResourceVersion
-	} else {
-		st.CredentialsResourceVersion = ""
+	if v := credentialsVersion(s); st.CredentialsResourceVersion != "" && v != "" && st.CredentialsResourceVersion != v {
+		r.event(s.conn, corev1.EventTypeNormal, "CredentialsChanged", "ReadCredentials",
+			"credentials of Secret %s changed; requesting a new token", s.creds.Name)
 	}
+	st.CredentialsResourceVersion = credentialsVersion(s)
 	st.LastHandledRefreshRequest = s.conn.Annotations[snowv1.AnnotationRefreshRequestedAt]
 }
 
@@ -341,6 +373,17 @@ func (r *ServiceNowConnectionReconciler) tokenRequest(s *scope) (servicenow.Toke
 	if err != nil {
 		return servicenow.TokenRequest{}, err
 	}
+	if s.conn.Spec.GrantType == snowv1.GrantAuthorizationCode {
+		if r.Authorization == nil {
+			return servicenow.TokenRequest{}, needsPerson(snowv1.ReasonAuthorizationServerDisabled,
+				"the AuthorizationCode grant needs the manager's authorization server: start the manager with --authorization-external-url")
+		}
+		if s.refresh == nil || len(s.refresh.Data[authserver.RefreshTokenKey]) == 0 {
+			return servicenow.TokenRequest{}, needsPerson(snowv1.ReasonAuthorizationRequired,
+				"nobody has authorised snowauth for this connection yet: open the link in status.authorizationURL (kubectl servicenow authorize %s)", s.conn.Name)
+		}
+		values[snowv1.CredentialsKeyRefreshToken] = string(s.refresh.Data[authserver.RefreshTokenKey])
+	}
 	return servicenow.TokenRequest{
 		InstanceURL: instance,
 		Grant:       grant,
@@ -364,6 +407,9 @@ func grantFor(g snowv1.GrantType) (servicenow.Grant, []string) {
 		return servicenow.GrantPassword, append(keys, snowv1.CredentialsKeyUsername, snowv1.CredentialsKeyPassword)
 	case snowv1.GrantRefreshToken:
 		return servicenow.GrantRefreshToken, append(keys, snowv1.CredentialsKeyRefreshToken)
+	case snowv1.GrantAuthorizationCode:
+		// The refresh token comes from the refresh-token Secret.
+		return servicenow.GrantRefreshToken, keys
 	default:
 		return servicenow.GrantClientCredentials, keys
 	}
@@ -461,19 +507,77 @@ func (r *ServiceNowConnectionReconciler) patchStatus(ctx context.Context, base *
 	if s.secret != nil {
 		conn.Status.TokenSecretName = s.secret.Name
 	}
+	reauthorize := r.authorizationStatus(s)
 	setConditions(&conn.Status.Conditions, conditions(statusInput{
-		now:        s.now,
-		generation: conn.Generation,
-		suspended:  conn.Spec.Suspend,
-		secretName: conn.TokenSecretName(),
-		expiry:     expiry,
-		failure:    s.failure,
+		now:         s.now,
+		generation:  conn.Generation,
+		suspended:   conn.Spec.Suspend,
+		secretName:  conn.TokenSecretName(),
+		expiry:      expiry,
+		failure:     s.failure,
+		reauthorize: reauthorize,
 	}))
 	conn.Status.ObservedGeneration = conn.Generation
 	if equality.Semantic.DeepEqual(base.Status, conn.Status) {
 		return nil
 	}
 	return r.Status().Patch(ctx, conn, client.MergeFrom(base))
+}
+
+// Defaults of spec.authorizationCode.
+const (
+	defaultRefreshTokenLifespan = 2400 * time.Hour // ServiceNow's 100 days
+	defaultReauthorizeBefore    = 14 * 24 * time.Hour
+)
+
+// authorizationStatus keeps the AuthorizationCode grant's status current:
+// refreshTokenExpiresAt, and a start link in authorizationURL while a person
+// must authorise (no usable refresh token, or one that expires soon). It
+// returns the RefreshTokenExpiring message, "" when the token is not close
+// to expiring.
+func (r *ServiceNowConnectionReconciler) authorizationStatus(s *scope) string {
+	st := &s.conn.Status
+	if s.conn.Spec.GrantType != snowv1.GrantAuthorizationCode || r.Authorization == nil {
+		st.AuthorizationURL, st.RefreshTokenExpiresAt = "", nil
+		return ""
+	}
+	lifespan, before := defaultRefreshTokenLifespan, defaultReauthorizeBefore
+	if a := s.conn.Spec.AuthorizationCode; a != nil {
+		if a.RefreshTokenLifespan != nil {
+			lifespan = a.RefreshTokenLifespan.Duration
+		}
+		if a.ReauthorizeBefore != nil {
+			before = a.ReauthorizeBefore.Duration
+		}
+	}
+	st.RefreshTokenExpiresAt = nil
+	var reauthorize string
+	if s.refresh != nil {
+		if issued, err := time.Parse(time.RFC3339, string(s.refresh.Data[authserver.IssuedAtKey])); err == nil {
+			expires := issued.Add(lifespan)
+			st.RefreshTokenExpiresAt = &metav1.Time{Time: expires}
+			warnAt := expires.Add(-before)
+			if s.now.Before(warnAt) {
+				s.wake = append(s.wake, warnAt)
+			} else {
+				reauthorize = fmt.Sprintf("the refresh token stops working at %s: authorise again from the link in status.authorizationURL before then",
+					expires.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+
+	needed := reauthorize != "" || s.failure != nil && s.failure.reason == snowv1.ReasonAuthorizationRequired
+	if !needed || s.creds == nil {
+		st.AuthorizationURL = ""
+		return reauthorize
+	}
+	renew, current := r.Authorization.Current(st.AuthorizationURL, s.conn, s.creds.ResourceVersion, s.now)
+	if !current {
+		st.AuthorizationURL, _ = r.Authorization.StartURL(s.conn, s.creds.ResourceVersion, s.now)
+		renew, _ = r.Authorization.Current(st.AuthorizationURL, s.conn, s.creds.ResourceVersion, s.now)
+	}
+	s.wake = append(s.wake, renew)
+	return reauthorize
 }
 
 func (r *ServiceNowConnectionReconciler) event(conn *snowv1.ServiceNowConnection, typ, reason, action, note string, args ...any) {

@@ -86,6 +86,9 @@ type statusInput struct {
 	// failure is the latest attempt's failure; nil when it succeeded or no
 	// attempt was made yet.
 	failure *failure
+	// reauthorize, when not empty, says the refresh token of the
+	// AuthorizationCode grant expires soon (RefreshTokenExpiring).
+	reauthorize string
 }
 
 // conditions computes the connection's conditions: Ready always, and
@@ -135,6 +138,9 @@ func conditions(in statusInput) []metav1.Condition {
 	} else if in.expiry == nil {
 		out = append(out, cond(snowv1.ConditionReconciling, metav1.ConditionTrue, snowv1.ReasonProgressing, "requesting a first token"))
 	}
+	if in.reauthorize != "" {
+		out = append(out, cond(snowv1.ConditionRefreshTokenExpiring, metav1.ConditionTrue, snowv1.ReasonRefreshTokenExpiresSoon, in.reauthorize))
+	}
 	return out
 }
 
@@ -142,7 +148,7 @@ func conditions(in statusInput) []metav1.Condition {
 // each (keeping LastTransitionTime when the status did not change) and
 // removes the abnormal-true types that are not desired.
 func setConditions(conds *[]metav1.Condition, desired []metav1.Condition) {
-	for _, t := range []string{snowv1.ConditionRefreshFailed, snowv1.ConditionStalled, snowv1.ConditionReconciling} {
+	for _, t := range []string{snowv1.ConditionRefreshFailed, snowv1.ConditionStalled, snowv1.ConditionReconciling, snowv1.ConditionRefreshTokenExpiring} {
 		if meta.FindStatusCondition(desired, t) == nil {
 			meta.RemoveStatusCondition(conds, t)
 		}

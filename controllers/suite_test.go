@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 	"github.com/snowauth/snowauth/controllers"
+	"github.com/snowauth/snowauth/internal/authserver"
 	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
 	"github.com/snowauth/snowauth/internal/testenv"
@@ -66,12 +68,20 @@ type harness struct {
 	mgr    ctrl.Manager
 	stop   context.CancelFunc
 	done   chan struct{}
+	// links and auth are set when the harness runs the authorization server
+	// of the AuthorizationCode grant (withAuthorization).
+	links   *authserver.Links
+	auth    *httptest.Server
+	authSrv *authserver.Server
 }
+
+// harnessOption changes how a harness starts.
+type harnessOption func(*harness)
 
 // newHarness starts a simulator with the given access-token lifespan and a
 // manager. Token requests time out after a second so that hang faults stay
 // quick.
-func newHarness(t *testing.T, lifespan time.Duration) *harness {
+func newHarness(t *testing.T, lifespan time.Duration, opts ...harnessOption) *harness {
 	t.Helper()
 	sim, err := simulator.Start(simulator.Options{AccessTokenLifespan: lifespan, ClientCredentialsEnabled: true})
 	if err != nil {
@@ -86,8 +96,15 @@ func newHarness(t *testing.T, lifespan time.Duration) *harness {
 		t: t, g: NewWithT(t), ctx: context.Background(),
 		ns: env.Namespace(t), sim: sim, logs: &syncBuffer{}, writes: &atomic.Int64{},
 	}
+	for _, o := range opts {
+		o(h)
+	}
 	h.startManager()
 	t.Cleanup(h.stopManager)
+	if h.authSrv != nil {
+		// The authorization server records Events like the manager's does.
+		h.authSrv.Recorder = h.mgr.GetEventRecorder("snowauth-authorization")
+	}
 	return h
 }
 
@@ -116,9 +133,10 @@ func (h *harness) startManager() {
 	})
 	h.g.Expect(err).NotTo(HaveOccurred())
 	r := &controllers.ServiceNowConnectionReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("snowauth"),
-		Tokens:   tokens,
+		Client:        mgr.GetClient(),
+		Recorder:      mgr.GetEventRecorder("snowauth"),
+		Tokens:        tokens,
+		Authorization: h.links,
 	}
 	// Every test starts a manager with the same controller name.
 	opts := controller.Options{SkipNameValidation: ptr.To(true)}

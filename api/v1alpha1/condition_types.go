@@ -24,6 +24,12 @@ const (
 	// ConditionReconciling is True while snowauth is acquiring a first token
 	// or retrying after a transient failure. Polarity: abnormal-true.
 	ConditionReconciling = "Reconciling"
+
+	// ConditionRefreshTokenExpiring is True while the stored refresh token
+	// (AuthorizationCode grant) stops working within
+	// spec.authorizationCode.reauthorizeBefore: a person should authorise
+	// again from status.authorizationURL. Polarity: abnormal-true.
+	ConditionRefreshTokenExpiring = "RefreshTokenExpiring"
 )
 
 // Condition reasons. Failure kinds reported by the ServiceNow client
@@ -55,6 +61,20 @@ const (
 	// token Secret's name exists and is not controlled by this connection.
 	// snowauth leaves it alone; delete it or set spec.tokenSecret.name.
 	ReasonSecretConflict = "SecretConflict"
+
+	// ReasonAuthorizationRequired (Ready=False, Stalled=True): the
+	// AuthorizationCode grant has no usable refresh token (never authorised,
+	// or ServiceNow rejected it). A person opens status.authorizationURL.
+	ReasonAuthorizationRequired = "AuthorizationRequired"
+
+	// ReasonAuthorizationServerDisabled (Ready=False, Stalled=True): the
+	// AuthorizationCode grant needs the manager's authorization server, which
+	// is not configured (--authorization-external-url).
+	ReasonAuthorizationServerDisabled = "AuthorizationServerDisabled"
+
+	// ReasonRefreshTokenExpiresSoon (RefreshTokenExpiring=True): the refresh
+	// token stops working soon; authorise again.
+	ReasonRefreshTokenExpiresSoon = "RefreshTokenExpiresSoon"
 
 	// ReasonSuspended (Ready=False): spec.suspend is true.
 	ReasonSuspended = "Suspended"

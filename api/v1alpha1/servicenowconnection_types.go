@@ -9,7 +9,7 @@ import (
 // New grants (AuthorizationCode, JWTBearer) are added to the enum; each grant
 // names the keys it needs in the credentials Secret.
 //
-// +kubebuilder:validation:Enum=ClientCredentials;Password;RefreshToken
+// +kubebuilder:validation:Enum=ClientCredentials;Password;RefreshToken;AuthorizationCode
 type GrantType string
 
 const (
@@ -28,6 +28,14 @@ const (
 	// token stops working at its issue time plus its lifespan (100 days by
 	// default).
 	GrantRefreshToken GrantType = "RefreshToken"
+
+	// GrantAuthorizationCode has a person authorise once through ServiceNow's
+	// login page, from the link in status.authorizationURL; snowauth keeps
+	// the refresh token it receives in an operator-owned Secret and refreshes
+	// with it. Needs instance, client_id and client_secret of an OAuth client
+	// whose Redirect URL is snowauth's callback, and the manager's
+	// authorization server (--authorization-external-url).
+	GrantAuthorizationCode GrantType = "AuthorizationCode"
 )
 
 // Keys that snowauth reads from the credentials Secret.
@@ -60,6 +68,10 @@ const (
 	ManagedByValue = "snowauth"
 	// LabelConnection names the ServiceNowConnection that owns an object.
 	LabelConnection = "servicenow.snowauth.dev/connection"
+	// AnnotationAuthorizationNonce on the refresh-token Secret records the
+	// nonce of the authorization that produced it, so a start link or
+	// callback cannot be used twice.
+	AnnotationAuthorizationNonce = "servicenow.snowauth.dev/authorization-nonce"
 	// AnnotationRefreshRequestedAt asks for one immediate refresh whenever its
 	// value changes (any string; `kubectl servicenow refresh` writes the time).
 	AnnotationRefreshRequestedAt = "servicenow.snowauth.dev/refresh-requested-at"
@@ -112,10 +124,34 @@ type TokenSecretSpec struct {
 // +kubebuilder:validation:MaxLength=63
 type LabelValue string
 
+// AuthorizationCodeSpec tunes the AuthorizationCode grant.
+type AuthorizationCodeSpec struct {
+	// refreshTokenLifespan is the Refresh Token Lifespan of the OAuth
+	// client's registry record (ServiceNow does not say it in the token
+	// response). ServiceNow never extends a refresh token: it stops working
+	// this long after the authorization. Default 2400h (100 days).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="refreshTokenLifespan must be at least 1h"
+	RefreshTokenLifespan *metav1.Duration `json:"refreshTokenLifespan,omitempty"`
+
+	// reauthorizeBefore is how long before the refresh token stops working
+	// snowauth asks a person to authorise again (condition
+	// RefreshTokenExpiring, alert SnowauthReauthorizationNeeded). Default
+	// 336h (14 days).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="reauthorizeBefore must be at least 1m"
+	ReauthorizeBefore *metav1.Duration `json:"reauthorizeBefore,omitempty"`
+}
+
 // ServiceNowConnectionSpec says which ServiceNow instance and OAuth client to
 // use, with which grant, and where to keep the token.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.tokenSecret) || !has(self.tokenSecret.name) || self.tokenSecret.name != self.credentialsSecretRef.name",message="tokenSecret.name must differ from credentialsSecretRef.name: snowauth would overwrite the credentials with the token"
+// +kubebuilder:validation:XValidation:rule="!has(self.authorizationCode) || self.grantType == 'AuthorizationCode'",message="authorizationCode applies only to grantType AuthorizationCode"
 type ServiceNowConnectionSpec struct {
 	// credentialsSecretRef names the Secret, in this namespace, that holds the
 	// OAuth client of the ServiceNow instance: keys instance (an instance name
@@ -145,6 +181,10 @@ type ServiceNowConnectionSpec struct {
 	// (default "<connection name>-token") and extra labels and annotations.
 	// +optional
 	TokenSecret TokenSecretSpec `json:"tokenSecret,omitzero"`
+
+	// authorizationCode tunes the AuthorizationCode grant.
+	// +optional
+	AuthorizationCode *AuthorizationCodeSpec `json:"authorizationCode,omitempty"`
 
 	// refreshBefore is how long before the token expires snowauth refreshes
 	// it, as a duration such as "10m". Between 1m and 24h. By default snowauth
@@ -219,6 +259,19 @@ type ServiceNowConnectionStatus struct {
 	// +optional
 	CredentialsResourceVersion string `json:"credentialsResourceVersion,omitempty"`
 
+	// authorizationURL is the link a person opens to authorise snowauth at
+	// ServiceNow (AuthorizationCode grant), present while an authorization
+	// is needed. It expires within minutes and is renewed while needed; it
+	// works once. Only people who can read the connection see it.
+	// +optional
+	AuthorizationURL string `json:"authorizationURL,omitempty"`
+
+	// refreshTokenExpiresAt is when the stored refresh token stops working
+	// (AuthorizationCode grant): the authorization time plus
+	// spec.authorizationCode.refreshTokenLifespan.
+	// +optional
+	RefreshTokenExpiresAt *metav1.Time `json:"refreshTokenExpiresAt,omitempty"`
+
 	// lastHandledRefreshRequest is the value of the
 	// servicenow.snowauth.dev/refresh-requested-at annotation that snowauth
 	// last acted on.
@@ -240,6 +293,7 @@ type ServiceNowConnectionStatus struct {
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:validation:XValidation:rule="has(self.spec.tokenSecret) && has(self.spec.tokenSecret.name) || self.spec.credentialsSecretRef.name != self.metadata.name + '-token'",message="the default token Secret name <connection name>-token equals credentialsSecretRef.name: set spec.tokenSecret.name or rename the credentials Secret"
 // +kubebuilder:validation:XValidation:rule="has(self.spec.tokenSecret) && has(self.spec.tokenSecret.name) || size(self.metadata.name) <= 247",message="the connection name is too long for the default token Secret name <connection name>-token (253 characters at most): shorten it or set spec.tokenSecret.name"
+// +kubebuilder:validation:XValidation:rule="self.spec.grantType != 'AuthorizationCode' || size(self.metadata.name) <= 239",message="the connection name is too long for the refresh-token Secret <connection name>-refresh-token (253 characters at most)"
 type ServiceNowConnection struct {
 	metav1.TypeMeta `json:",inline"`
 
@@ -265,6 +319,13 @@ type ServiceNowConnectionList struct {
 	// +optional
 	metav1.ListMeta `json:"metadata,omitzero"`
 	Items           []ServiceNowConnection `json:"items"`
+}
+
+// RefreshTokenSecretName is the name of the operator-owned Secret that holds
+// the refresh token of the AuthorizationCode grant. Applications never mount
+// it.
+func (c *ServiceNowConnection) RefreshTokenSecretName() string {
+	return c.Name + "-refresh-token"
 }
 
 // TokenSecretName is the name of the token Secret: spec.tokenSecret.name, or

@@ -63,7 +63,7 @@ func TestMinimalConnectionIsAcceptedAndDefaulted(t *testing.T) {
 }
 
 func TestEveryGrantWithAllOptionalFieldsIsAccepted(t *testing.T) {
-	for _, grant := range []snowv1.GrantType{snowv1.GrantClientCredentials, snowv1.GrantPassword, snowv1.GrantRefreshToken} {
+	for _, grant := range []snowv1.GrantType{snowv1.GrantClientCredentials, snowv1.GrantPassword, snowv1.GrantRefreshToken, snowv1.GrantAuthorizationCode} {
 		t.Run(string(grant), func(t *testing.T) {
 			g := NewWithT(t)
 			conn := minimal(env.Namespace(t), "full")
@@ -71,6 +71,12 @@ func TestEveryGrantWithAllOptionalFieldsIsAccepted(t *testing.T) {
 			conn.Spec.Scopes = []string{"useraccount", "x_acme.read"}
 			conn.Spec.RefreshBefore = &metav1.Duration{Duration: 15 * time.Minute}
 			conn.Spec.Suspend = true
+			if grant == snowv1.GrantAuthorizationCode {
+				conn.Spec.AuthorizationCode = &snowv1.AuthorizationCodeSpec{
+					RefreshTokenLifespan: &metav1.Duration{Duration: 2400 * time.Hour},
+					ReauthorizeBefore:    &metav1.Duration{Duration: 336 * time.Hour},
+				}
+			}
 			conn.Spec.TokenSecret = snowv1.TokenSecretSpec{
 				Name:        "orders-servicenow-token",
 				Labels:      map[string]snowv1.LabelValue{"team": "orders", "example.com/tier": "gold"},
@@ -186,6 +192,32 @@ func TestAdmissionRejectsBadInputWithAClearMessage(t *testing.T) {
 			connName: strings.Repeat("a", 250),
 			mutate:   func(*snowv1.ServiceNowConnection) {},
 			message:  "the connection name is too long for the default token Secret name",
+		},
+		{
+			name: "rejects authorizationCode settings on another grant",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.AuthorizationCode = &snowv1.AuthorizationCodeSpec{ReauthorizeBefore: &metav1.Duration{Duration: time.Hour}}
+			},
+			message: "authorizationCode applies only to grantType AuthorizationCode",
+		},
+		{
+			name: "rejects a refresh-token lifespan under an hour",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantAuthorizationCode
+				c.Spec.AuthorizationCode = &snowv1.AuthorizationCodeSpec{RefreshTokenLifespan: &metav1.Duration{Duration: time.Minute}}
+			},
+			message: "refreshTokenLifespan must be at least 1h",
+		},
+		{
+			name:     "rejects an AuthorizationCode connection name too long for its refresh-token Secret",
+			connName: strings.Repeat("a", 240),
+			mutate:   func(c *snowv1.ServiceNowConnection) { c.Spec.GrantType = snowv1.GrantAuthorizationCode },
+			message:  "too long for the refresh-token Secret",
+		},
+		{
+			name:    "rejects a zero refreshBefore",
+			mutate:  func(c *snowv1.ServiceNowConnection) { c.Spec.RefreshBefore = &metav1.Duration{Duration: 0} },
+			message: "refreshBefore must be between 1m and 24h",
 		},
 		{
 			name:    "rejects a scope with a space",

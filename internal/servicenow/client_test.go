@@ -23,10 +23,14 @@ const (
 	canaryPassword     = "canary-password-c0ffee42"
 	canaryRefreshToken = "canary-refresh-token-9d7a3c"
 	canaryAccessToken  = "canary-access-token-4e2b6d"
+	canaryCode         = "canary-authorization-code-61f0aa"
+	canaryVerifier     = "canary-code-verifier-3a9f-0123456789-abcdefghijklmnop"
 	username           = "svc.snowauth"
+	redirectURI        = "https://snowauth.example.com/callback"
 )
 
-var canaries = []string{canaryClientSecret, canaryPassword, canaryRefreshToken, canaryAccessToken}
+var canaries = []string{canaryClientSecret, canaryPassword, canaryRefreshToken, canaryAccessToken,
+	canaryCode, canaryVerifier}
 
 // testTimeout keeps the hang and latency cases fast.
 const testTimeout = 300 * time.Millisecond
@@ -74,6 +78,7 @@ func (f *fixture) request(grant servicenow.Grant) servicenow.TokenRequest {
 			ClientID: clientID, ClientSecret: canaryClientSecret,
 			Username: username, Password: canaryPassword,
 			RefreshToken: canaryRefreshToken,
+			Code:         canaryCode, RedirectURI: redirectURI, CodeVerifier: canaryVerifier,
 		},
 	}
 }
@@ -411,6 +416,38 @@ var failureCases = []failureCase{
 		wantInMessage: []string{"HTTP 404"},
 	},
 	{
+		name:     "keeps reason AuthenticationFailed when the authorization code is unknown",
+		grant:    servicenow.GrantAuthorizationCode,
+		wantKind: servicenow.KindAuthenticationFailed, wantStatus: 401, wantRequests: 1,
+		wantInMessage: append([]string{"authorization code is unknown, already used or expired", "PKCE code verifier"},
+			accessDenied...),
+	},
+	{
+		name:     "reports InvalidResponse when the authorization code grant returns no refresh token",
+		grant:    servicenow.GrantAuthorizationCode,
+		setup:    response(200, jsonType, `{"access_token":"`+canaryAccessToken+`","token_type":"Bearer","expires_in":1799}`),
+		wantKind: servicenow.KindInvalidResponse, wantRetryable: true, wantStatus: 200, wantRequests: 1,
+		wantInMessage: []string{"refresh_token is missing", "authorization code grant must return one"},
+	},
+	{
+		name:  "reports InvalidRequest without calling the instance when the authorization code grant has no verifier",
+		grant: servicenow.GrantAuthorizationCode,
+		setup: func(_ *testing.T, _ *fixture, r *servicenow.TokenRequest) {
+			r.Credentials.CodeVerifier = ""
+		},
+		wantKind: servicenow.KindInvalidRequest, wantRequests: 0,
+		wantInMessage: []string{"authorization_code grant needs a PKCE code verifier"},
+	},
+	{
+		name:  "reports InvalidRequest without calling the instance when the code verifier breaks RFC 7636",
+		grant: servicenow.GrantAuthorizationCode,
+		setup: func(_ *testing.T, _ *fixture, r *servicenow.TokenRequest) {
+			r.Credentials.CodeVerifier = "canary-too-short"
+		},
+		wantKind: servicenow.KindInvalidRequest, wantRequests: 0,
+		wantInMessage: []string{"43 to 128 characters"},
+	},
+	{
 		name:  "reports InvalidRequest without calling the instance when the password grant has no password",
 		grant: servicenow.GrantPassword,
 		setup: func(_ *testing.T, _ *fixture, r *servicenow.TokenRequest) {
@@ -444,7 +481,7 @@ func TestTokenFailures(t *testing.T) {
 				tc.setup(t, f, &req)
 			}
 			secrets := append(slicesClone(canaries), req.Credentials.ClientSecret, req.Credentials.Password,
-				req.Credentials.RefreshToken)
+				req.Credentials.RefreshToken, req.Credentials.Code, req.Credentials.CodeVerifier)
 
 			tok, err := f.client.Token(context.Background(), req)
 
@@ -762,7 +799,7 @@ func TestCredentialsAndTokensDoNotPrintSecrets(t *testing.T) {
 	g := NewWithT(t)
 	req := servicenow.TokenRequest{Grant: servicenow.GrantPassword, Credentials: servicenow.Credentials{
 		ClientID: clientID, ClientSecret: canaryClientSecret, Username: username, Password: canaryPassword,
-		RefreshToken: canaryRefreshToken,
+		RefreshToken: canaryRefreshToken, Code: canaryCode, RedirectURI: redirectURI, CodeVerifier: canaryVerifier,
 	}}
 	tok := servicenow.Token{AccessToken: canaryAccessToken, RefreshToken: canaryRefreshToken, TokenType: "Bearer"}
 	for _, printed := range []string{

@@ -21,6 +21,24 @@
 // leaking secrets. Redirects are never followed, so credentials are never sent
 // to a host other than the configured instance.
 //
+// # Authorization code grant
+//
+// A person authorises once in a browser; the Client takes part in the two
+// ends only. AuthCodeURL builds the address of the instance's login and
+// consent page, <base>/oauth_auth.do with response_type=code, client_id,
+// redirect_uri, state (mandatory on new instances) and the PKCE
+// code_challenge (S256Challenge of a verifier) with code_challenge_method=S256.
+// After the instance redirected to the redirect URI with a code, Token with
+// GrantAuthorizationCode exchanges it through oauth2.Config.Exchange: POST
+// oauth_token.do with grant_type=authorization_code, code, redirect_uri
+// (identical to the one sent to oauth_auth.do), code_verifier, client_id and
+// client_secret. The answer must carry a refresh token, else the error is an
+// InvalidResponse: the refresh token is what the authorisation was for. The
+// code and the verifier are secrets like the client secret. ServiceNow
+// answers a bad, reused or expired code, another redirect URI and a verifier
+// that does not match alike, with its usual 401 access_denied: an
+// AuthenticationFailed error, after which the person must authorise again.
+//
 // # Failure kinds
 //
 // Every error returned by Client.Token, Client.CheckToken and
@@ -34,7 +52,10 @@
 //	                             bad secret, bad password, expired or revoked  token expired (they die 100 days after issue
 //	                             refresh token and a disabled grant alike);    by default and refreshing does not extend them).
 //	                             400 with an OAuth error code; a bearer token
-//	                             the Table API does not accept.
+//	                             the Table API does not accept; for the
+//	                             authorization code grant, a bad, reused or
+//	                             expired code, another redirect URI or a
+//	                             PKCE verifier that does not match.
 //	InstanceHibernating   yes    A developer instance answers 200 text/html    Wake the instance from developer.servicenow.com;
 //	                             "Your instance is hibernating".               retry slowly.
 //	RateLimited           yes    HTTP 429; RetryAfter comes from Retry-After   Wait RetryAfter; lower the request rate or raise
@@ -46,8 +67,9 @@
 //	                             or the caller cancelled the context.
 //	InvalidResponse       yes    2xx that is not a JSON token (wrong content   Retry with backoff (a proxy or a maintenance page
 //	                             type, HTML page, malformed JSON, missing or   may be in the way); report it if it persists.
-//	                             bad access_token/token_type/expires_in),
-//	                             an unexpected HTTP status.
+//	                             bad access_token/token_type/expires_in; no
+//	                             refresh_token for the authorization code
+//	                             grant), an unexpected HTTP status.
 //	TLSError              no     Certificate from an unknown authority, for    Add the instance's CA to the CA bundle, or fix
 //	                             another host name, expired; not TLS at all.   the instance URL.
 //	InvalidInstance       no     Instance name or URL breaks a rule (below),   Fix the instance: use a name such as dev98042 or
@@ -55,8 +77,9 @@
 //	                             instance redirected elsewhere (3xx), or no    (the one it redirects to, if trusted); ask the
 //	                             oauth_token.do there (404).                   operator's admin to allow the domain.
 //	InvalidRequest        no     The request itself is incomplete: a grant     Fill in the missing credential (for example the
-//	                             without the credentials it needs, an          password for the password grant) or choose a
-//	                             unsupported grant, an empty token to check.   supported grant.
+//	                             without the credentials it needs, a PKCE      password for the password grant) or choose a
+//	                             verifier that breaks RFC 7636, an             supported grant.
+//	                             unsupported grant, an empty token to check.
 //
 // A redirect is an InvalidInstance error rather than an InstanceUnavailable
 // one: a ServiceNow token endpoint never redirects, so a 3xx means the URL

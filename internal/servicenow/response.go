@@ -95,6 +95,11 @@ func parseTokenResponse(status int, body []byte, grant Grant) (*Token, *Error) {
 		}
 		tok.RefreshToken = *wire.RefreshToken
 	}
+	if grant == GrantAuthorizationCode && tok.RefreshToken == "" {
+		// The refresh token is the whole point of a person authorising
+		// snowauth: without it the authorisation is spent for nothing.
+		return invalid("refresh_token is missing, and the authorization code grant must return one")
+	}
 	if wire.Scope != nil {
 		tok.Scope = *wire.Scope
 	}
@@ -282,6 +287,10 @@ func oauthRejection(status int, code, desc string, grant Grant) *Error {
 		causes = "the client ID or secret is wrong, or the instance does not allow the client credentials " +
 			"grant (system property glide.oauth.inbound.client.credential.grant_type.enabled must be true " +
 			"and the OAuth client needs an OAuth Application User)"
+	case GrantAuthorizationCode:
+		causes = "the client ID or secret is wrong, the authorization code is unknown, already used or " +
+			"expired (codes are single-use and short-lived), the redirect URI differs from the one sent to " +
+			"oauth_auth.do, or the PKCE code verifier does not match the challenge: authorise again"
 	default:
 		causes = "the credentials are wrong, expired or revoked, or the grant is not allowed for this OAuth client"
 	}

@@ -15,12 +15,16 @@ import (
 // Grant is the OAuth grant_type sent to oauth_token.do.
 type Grant string
 
-// The grants snowauth supports. authorization_code (with PKCE) and the JWT
-// bearer grant are meant to be added as entries of grantFlows.
+// The grants snowauth supports. The JWT bearer grant is meant to be added as
+// an entry of grantFlows.
 const (
 	GrantClientCredentials Grant = "client_credentials"
 	GrantPassword          Grant = "password"
 	GrantRefreshToken      Grant = "refresh_token"
+	// GrantAuthorizationCode exchanges the code ServiceNow's login page
+	// (oauth_auth.do, see AuthCodeURL) handed to the redirect URI, with its
+	// PKCE verifier, for an access token and a refresh token.
+	GrantAuthorizationCode Grant = "authorization_code"
 )
 
 // Credentials are what the credentials Secret holds. They are never logged and
@@ -29,6 +33,10 @@ type Credentials struct {
 	ClientID, ClientSecret string
 	Username, Password     string // password grant
 	RefreshToken           string // refresh_token grant
+	// authorization_code grant: the code from the callback, the redirect URI
+	// exactly as sent to oauth_auth.do, and the PKCE verifier whose S256
+	// challenge was sent there. Code and CodeVerifier are secrets.
+	Code, RedirectURI, CodeVerifier string
 }
 
 // String hides the secrets, so that printing credentials by mistake with %v
@@ -45,7 +53,7 @@ func (c Credentials) MarshalLog() any {
 
 // secrets lists the values errors must never contain.
 func (c Credentials) secrets() []string {
-	return []string{c.ClientSecret, c.Password, c.RefreshToken}
+	return []string{c.ClientSecret, c.Password, c.RefreshToken, c.Code, c.CodeVerifier}
 }
 
 // TokenRequest asks one instance for one token.
@@ -86,15 +94,16 @@ func (t Token) MarshalLog() any {
 // to build and send the request; the exchange behind ctx's HTTP client reads
 // and judges the answer.
 //
-// A new grant is one more entry here: authorization_code would check
-// Credentials for a code, redirect URL and PKCE verifier and call
-// oauth2.Config.Exchange(ctx, code, oauth2.VerifierOption(verifier)); the JWT
-// bearer grant would use clientcredentials.Config with EndpointParams
+// A new grant is one more entry here: the JWT bearer grant would use
+// clientcredentials.Config with EndpointParams
 // {"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
 // "assertion": {jwt}}, which clientcredentials explicitly allows.
 type grantFlow struct {
 	// missing names the first credential the grant needs but lacks, or "".
 	missing func(Credentials) string
+	// invalid, if set, explains a credential the grant cannot send as it
+	// is, or returns "". It runs after missing, and must not quote secrets.
+	invalid func(Credentials) string
 	fetch   func(ctx context.Context, tokenURL string, req TokenRequest) error
 }
 
@@ -139,6 +148,45 @@ var grantFlows = map[Grant]grantFlow{
 			return err
 		},
 	},
+	GrantAuthorizationCode: {
+		missing: func(c Credentials) string {
+			return firstEmpty(c.ClientID, "client ID", c.ClientSecret, "client secret",
+				c.Code, "authorization code", c.RedirectURI, "redirect URI",
+				c.CodeVerifier, "PKCE code verifier")
+		},
+		invalid: func(c Credentials) string {
+			if !isCodeVerifier(c.CodeVerifier) {
+				return "the PKCE code verifier must be 43 to 128 characters from A-Z, a-z, 0-9 and \"-._~\" (RFC 7636)"
+			}
+			return ""
+		},
+		fetch: func(ctx context.Context, tokenURL string, req TokenRequest) error {
+			// Exchange sends grant_type, code, redirect_uri and the
+			// verifier, plus client_id and client_secret (AuthStyleInParams),
+			// and no scope: the code carries the scope the user granted.
+			cfg := oauthConfig(tokenURL, req)
+			cfg.RedirectURL = req.Credentials.RedirectURI
+			_, err := cfg.Exchange(ctx, req.Credentials.Code, oauth2.VerifierOption(req.Credentials.CodeVerifier))
+			return err
+		},
+	},
+}
+
+// isCodeVerifier reports whether v is an RFC 7636 code verifier: 43 to 128
+// unreserved characters.
+func isCodeVerifier(v string) bool {
+	if len(v) < 43 || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '.', c == '_', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // oauthConfig is the oauth2 configuration for ServiceNow: credentials in the
@@ -186,6 +234,11 @@ func (c *Client) token(ctx context.Context, req TokenRequest) (*Token, *Error) {
 	}
 	if name := flow.missing(req.Credentials); name != "" {
 		return nil, newError(KindInvalidRequest, nil, "the %s grant needs a %s, and it is empty", req.Grant, name)
+	}
+	if flow.invalid != nil {
+		if msg := flow.invalid(req.Credentials); msg != "" {
+			return nil, newError(KindInvalidRequest, nil, "the %s grant cannot be sent: %s", req.Grant, msg)
+		}
 	}
 
 	ctx, cancel := c.withTimeout(ctx)

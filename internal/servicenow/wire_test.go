@@ -73,6 +73,14 @@ func TestTokenRequestsOnTheWire(t *testing.T) {
 			wantForm: url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {canaryClientSecret},
 				"scope": {"useraccount"}},
 		},
+		{
+			name:  "sends the authorization code grant as a form with the code, redirect URI, verifier and credentials in the body",
+			grant: servicenow.GrantAuthorizationCode,
+			// No scope: the code carries what the user granted.
+			wantForm: url.Values{"grant_type": {"authorization_code"}, "client_id": {clientID},
+				"client_secret": {canaryClientSecret}, "code": {"from-the-simulator"}, "redirect_uri": {redirectURI},
+				"code_verifier": {canaryVerifier}},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -84,6 +92,10 @@ func TestTokenRequestsOnTheWire(t *testing.T) {
 			if tc.grant == servicenow.GrantRefreshToken {
 				req.Credentials.RefreshToken = issueRefreshToken(t, f)
 				tc.wantForm.Set("refresh_token", req.Credentials.RefreshToken)
+			}
+			if tc.grant == servicenow.GrantAuthorizationCode {
+				req.Credentials.Code = authorize(t, f, canaryVerifier)
+				tc.wantForm.Set("code", req.Credentials.Code)
 			}
 
 			_, err := f.client.Token(context.Background(), req)

@@ -4,9 +4,9 @@
 // and the ways instances and networks fail. Tests use it in-process; the
 // servicenow-simulator program serves it for demos and benchmarks.
 //
-// It is not a general OAuth server nor a ServiceNow emulator: there is no
-// login page (oauth_auth.do), no JWT bearer grant and no table other than
-// sys_user yet. The facts it reproduces come from ServiceNow's documentation
+// It is not a general OAuth server nor a ServiceNow emulator: its login page
+// (oauth_auth.do) is a plain form rather than ServiceNow's UI, and there is no
+// JWT bearer grant and no table other than sys_user yet. The facts it reproduces come from ServiceNow's documentation
 // and knowledge base (KB0791140 for token reuse), as collected in snowauth's
 // ServiceNow OAuth fact sheet (servicenow-oauth.md).
 //
@@ -43,6 +43,13 @@
 //	dropped connections          FaultDropConnection
 //	redirects                    FaultRedirect (307 to another host by default)
 //	one-off faults               Fault.Times (e.g. 1: only the next request); Fault.Path (one endpoint)
+//	a person authorising         OAuthClient.RedirectURL, then Login(ctx, client, authURL, user, password,
+//	                             allow): GET+POST oauth_auth.do, returns the redirect (code and state,
+//	                             or error=access_denied); authURL may redirect to the simulator first
+//	a spent or stale code        exchange it twice (even after a failed exchange), or Advance past
+//	                             AuthorizationCodeLifespan (60 s)
+//	login-step errors            no state, another redirect_uri, an unknown client, response_type other
+//	                             than code, a PKCE method other than S256: 400 text page, never a redirect
 //
 // TokenRequests and TokenRequestLog count what reached POST /oauth_token.do,
 // per client and grant, with the simulator-clock time and the status
@@ -62,6 +69,29 @@
 //   - refresh_token returns an access token and the same refresh token
 //     string, without extending it: it dies at issue + lifespan.
 //   - client_credentials returns no refresh token.
+//   - GET /oauth_auth.do?response_type=code&client_id=…&redirect_uri=…&state=…
+//     [&code_challenge=…&code_challenge_method=S256] answers 200 text/html
+//     with a login form whose hidden fields carry the request. POST (those
+//     fields plus user_name, user_password and action=allow|deny) answers 302
+//     to the redirect URI with code and state, or with error=access_denied and
+//     state for deny; a wrong password or an inactive user shows the form
+//     again (200). Before any redirect the client must exist and be active and
+//     redirect_uri must equal its RedirectURL exactly; otherwise, and for a
+//     missing state ("Missing State parameter in request", as on instances
+//     with glide.oauth.state.parameter.required, the default since Madrid), a
+//     response_type other than code, or a PKCE method other than S256, the
+//     answer is a 400 text/plain page.
+//   - Codes are random, single-use (spent when presented with valid client
+//     credentials, even if the exchange then fails), expire after 60 s of the
+//     simulator clock, and are bound to the client, the redirect URI, the user
+//     and the S256 challenge. Without a challenge no code_verifier is checked.
+//   - authorization_code (POST /oauth_token.do with code, redirect_uri,
+//     code_verifier and the client credentials) returns an access token (the
+//     current one while valid, as for every grant) and always a new refresh
+//     token expiring at now + the refresh lifespan. Re-authorising therefore
+//     replaces the client+user's refresh token; earlier ones keep working
+//     until their own expiry (whether ServiceNow revokes them is not
+//     documented).
 //   - expires_in is the lifespan minus one second (1799 by default); scope is
 //     "useraccount"; token_type is "Bearer".
 //   - GET /api/now/table/sys_user answers a valid bearer token with
@@ -69,5 +99,7 @@
 //     "User Not Authenticated" envelope.
 //
 // Whether a refresh_token grant extends a still-valid access token is not
-// documented; the simulator assumes it does, like every other grant.
+// documented; the simulator assumes it does, like every other grant. That an
+// authorization_code grant issues a new refresh token rather than extending
+// the current one (as a password grant does) is also an assumption.
 package simulator

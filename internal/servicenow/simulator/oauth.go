@@ -62,6 +62,10 @@ type tokenResponse struct {
 //   - a refresh_token grant returns the same refresh token string and never
 //     extends it, so it dies at issue + lifespan (100 days by default);
 //   - client_credentials returns no refresh token;
+//   - authorization_code redeems a code from oauth_auth.do (see redeemCode)
+//     and always issues a new refresh token (now + lifespan), which becomes
+//     the client+user's current one; earlier ones stay valid until they
+//     expire;
 //   - expires_in is the lifespan minus one second (1799 for 30 minutes).
 func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -122,9 +126,18 @@ func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
 		}
 		sess := s.session(sessionKey{clientID: c.ID, username: u.Username, clientCredentials: true})
 		access = s.currentAccess(sess, c, u.Username, now)
+	case GrantAuthorizationCode:
+		username, ok := s.redeemCode(c, form, now)
+		if !ok {
+			writeDenied(w)
+			return
+		}
+		sess := s.session(sessionKey{clientID: c.ID, username: username})
+		access = s.currentAccess(sess, c, username, now)
+		sess.refresh = s.newToken(true, c.ID, username, now.Add(s.lifespans(c).refresh))
+		refresh = sess.refresh
 	default:
-		// authorization_code needs oauth_auth.do, which the simulator does
-		// not serve yet; unknown grants are rejected like everything else.
+		// Unknown grants are rejected like everything else.
 		writeDenied(w)
 		return
 	}
@@ -146,7 +159,8 @@ func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
 // instances refuse (glide.oauth.allow.parameters.in.post.body.only).
 func credentialsInQuery(r *http.Request) bool {
 	q := r.URL.Query()
-	for _, k := range []string{"client_id", "client_secret", "grant_type", "username", "password", "refresh_token"} {
+	for _, k := range []string{"client_id", "client_secret", "grant_type", "username", "password", "refresh_token",
+		"code", "code_verifier"} {
 		if q.Has(k) {
 			return true
 		}

@@ -68,6 +68,10 @@ type OAuthClient struct {
 	// User. client_credentials needs it (a registered, active user) and
 	// Options.ClientCredentialsEnabled; tokens act as that user.
 	ApplicationUser string
+	// RedirectURL is the record's Redirect URL. oauth_auth.do requires
+	// redirect_uri to equal it exactly, and refuses every request (with a
+	// 400 page, never a redirect) while it is empty.
+	RedirectURL string
 	// Inactive registry records reject every request.
 	Inactive bool
 	// AccessTokenLifespan and RefreshTokenLifespan override the simulator's
@@ -98,6 +102,7 @@ type TokenRequestRecord struct {
 // being served.
 type Simulator struct {
 	ca      *certificateAuthority
+	hosts   []string // the certificate's names and addresses
 	srv     *http.Server
 	url     string
 	logf    func(format string, args ...any)
@@ -115,6 +120,7 @@ type Simulator struct {
 	users           map[string]*user
 	tokens          map[string]*token
 	sessions        map[sessionKey]*session
+	codes           map[string]*authCode
 	fault           *Fault
 
 	// logMu guards requests on its own: records are updated while a
@@ -158,6 +164,7 @@ func Start(opts Options) (*Simulator, error) {
 	}
 	s := &Simulator{
 		ca:              ca,
+		hosts:           slices.Clone(hosts),
 		logf:            opts.Logf,
 		closing:         make(chan struct{}),
 		accessLifespan:  orDefault(opts.AccessTokenLifespan, DefaultAccessTokenLifespan),
@@ -167,10 +174,12 @@ func Start(opts Options) (*Simulator, error) {
 		users:           map[string]*user{},
 		tokens:          map[string]*token{},
 		sessions:        map[sessionKey]*session{},
+		codes:           map[string]*authCode{},
 		url:             "https://" + urlHost(ln.Addr()),
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/oauth_token.do", s.serveToken)
+	s.mux.HandleFunc("/oauth_auth.do", s.serveAuth)
 	s.mux.HandleFunc("/oauth_revoke_token.do", s.serveRevoke)
 	s.mux.HandleFunc("/api/now/table/{table}", s.serveTable)
 	s.srv = &http.Server{
@@ -331,8 +340,9 @@ func (s *Simulator) TokenRequestLog() []TokenRequestRecord {
 }
 
 // IssueRefreshToken gives username a refresh token for clientID as a
-// password or authorization-code grant would, without an HTTP request and
-// without counting one: a shortcut for tests of the refresh_token grant.
+// password grant would (the current one, extended, or a new one), without an
+// HTTP request and without counting one: a shortcut for tests of the
+// refresh_token grant.
 func (s *Simulator) IssueRefreshToken(clientID, username string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
