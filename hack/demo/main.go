@@ -9,9 +9,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -33,12 +37,15 @@ import (
 )
 
 const (
-	namespace  = "demo"
-	connName   = "orders"
-	credsName  = "servicenow-credentials"
-	clientID   = "snowauth-demo"
-	appUser    = "svc.snowauth"
-	demoSecret = "demo-client-secret" // the simulator's; nothing real
+	namespace    = "demo"
+	connName     = "orders"
+	authConnName = "catalog"
+	demoUser     = "demo.person"
+	demoPassword = "demo-password" // the simulator's; nothing real
+	credsName    = "servicenow-credentials"
+	clientID     = "snowauth-demo"
+	appUser      = "svc.snowauth"
+	demoSecret   = "demo-client-secret" // the simulator's; nothing real
 )
 
 func main() {
@@ -46,6 +53,8 @@ func main() {
 	manager := flag.String("manager", "bin/manager", "the manager binary to run")
 	lifespan := flag.Duration("lifespan", 90*time.Second, "access-token lifespan of the simulated instance")
 	timeout := flag.Duration("timeout", 3*time.Minute, "with -ci, how long to wait for Ready and a refresh")
+	authCode := flag.Bool("authorization-code", false,
+		"also run the authorization server and a connection with the AuthorizationCode grant; with -ci, log in at the simulator and wait for it to be Ready")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -55,13 +64,22 @@ func main() {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	if err := run(ctx, *ci, *manager, *lifespan); err != nil {
+	if err := run(ctx, demo{ci: *ci, managerBin: *manager, lifespan: *lifespan, authCode: *authCode}); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, ci bool, managerBin string, lifespan time.Duration) (err error) {
+// demo is what the flags asked for.
+type demo struct {
+	ci         bool
+	managerBin string
+	lifespan   time.Duration
+	authCode   bool
+}
+
+func run(ctx context.Context, d demo) (err error) {
+	ci, managerBin, lifespan := d.ci, d.managerBin, d.lifespan
 	tmp, err := os.MkdirTemp("", "snowauth-demo-")
 	if err != nil {
 		return err
@@ -95,7 +113,14 @@ func run(ctx context.Context, ci bool, managerBin string, lifespan time.Duration
 	}
 	defer sim.Close()
 	sim.AddUser(simulator.User{Username: appUser, Password: "unused"})
-	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: demoSecret, ApplicationUser: appUser})
+	sim.AddUser(simulator.User{Username: demoUser, Password: demoPassword})
+	var authURL string
+	if d.authCode {
+		if authURL, err = freeLoopbackURL(); err != nil {
+			return err
+		}
+	}
+	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: demoSecret, ApplicationUser: appUser, RedirectURL: authURL + "/callback"})
 	instance := strings.Replace(sim.URL(), "127.0.0.1", "localhost", 1)
 	caFile := filepath.Join(tmp, "simulator-ca.pem")
 	if err := os.WriteFile(caFile, sim.CACertPEM(), 0o600); err != nil {
@@ -105,7 +130,17 @@ func run(ctx context.Context, ci bool, managerBin string, lifespan time.Duration
 
 	step("starting the manager (%s)", managerBin)
 	logFile := filepath.Join(tmp, "manager.log")
-	mgr, err := startManager(managerBin, kubeconfig, caFile, logFile)
+	extra := []string{}
+	if d.authCode {
+		keyFile := filepath.Join(tmp, "authorization-key")
+		if err := os.WriteFile(keyFile, []byte(strings.Repeat("demo-signing-key-", 3)), 0o600); err != nil {
+			return err
+		}
+		u, _ := url.Parse(authURL)
+		extra = append(extra, "--authorization-bind-address="+u.Host, "--authorization-external-url="+authURL,
+			"--authorization-key-file="+keyFile)
+	}
+	mgr, err := startManager(managerBin, kubeconfig, caFile, logFile, extra...)
 	if err != nil {
 		return err
 	}
@@ -113,7 +148,7 @@ func run(ctx context.Context, ci bool, managerBin string, lifespan time.Duration
 	done("pid %d, trusting the simulator through --ca-bundle as for an on-premise instance; logs in %s", mgr.Process.Pid, logFile)
 
 	step("applying a credentials Secret and a ServiceNowConnection in namespace %s", namespace)
-	if err := applySamples(ctx, env.Client, instance); err != nil {
+	if err := applySamples(ctx, env.Client, instance, d.authCode); err != nil {
 		return err
 	}
 	done("Secret %s (instance, client_id, client_secret) and ServiceNowConnection %s (grant ClientCredentials)", credsName, connName)
@@ -126,6 +161,11 @@ func run(ctx context.Context, ci bool, managerBin string, lifespan time.Duration
 	fmt.Printf("  kubectl annotate snc -n %s %s servicenow.snowauth.dev/refresh-requested-at=\"$(date -Is)\" --overwrite   # force a refresh\n", namespace, connName)
 	fmt.Printf("  kubectl patch secret -n %s %s -p '{\"stringData\":{\"client_secret\":\"wrong\"}}'   # break it: watch Ready and RefreshFailed\n", namespace, credsName)
 	fmt.Printf("  kubectl patch secret -n %s %s -p '{\"stringData\":{\"client_secret\":\"%s\"}}'   # and mend it\n", namespace, credsName, demoSecret)
+	if d.authCode {
+		fmt.Printf("  kubectl get snc -n %s %s -o jsonpath='{.status.authorizationURL}'   # open it, log in as %s / %s\n",
+			namespace, authConnName, demoUser, demoPassword)
+		fmt.Println("  (the simulator's certificate is its own: your browser will warn about it)")
+	}
 	if !ci {
 		fmt.Println("Press Ctrl-C to stop: the manager, the simulator and the API server stop and the temporary folder is removed.")
 	}
@@ -133,7 +173,12 @@ func run(ctx context.Context, ci bool, managerBin string, lifespan time.Duration
 
 	exited := make(chan error, 1)
 	go func() { exited <- mgr.Wait() }()
-	err = watch(ctx, env.Client, ci, exited)
+	if d.authCode && ci {
+		if err := authorizeAsAPerson(ctx, env.Client, sim); err != nil {
+			return err
+		}
+	}
+	err = watch(ctx, env.Client, ci, exited, d.authCode)
 	if err != nil {
 		if log, readErr := os.ReadFile(logFile); readErr == nil {
 			fmt.Fprintf(os.Stderr, "--- manager log ---\n%s--- end of manager log ---\n", log)
@@ -144,7 +189,7 @@ func run(ctx context.Context, ci bool, managerBin string, lifespan time.Duration
 
 // startManager runs the manager binary against the demo API server, as a
 // user would run it against a cluster.
-func startManager(bin, kubeconfig, caFile, logFile string) (*exec.Cmd, error) {
+func startManager(bin, kubeconfig, caFile, logFile string, extra ...string) (*exec.Cmd, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s not found: run `make demo`, which builds it (%w)", bin, err)
 	}
@@ -152,12 +197,12 @@ func startManager(bin, kubeconfig, caFile, logFile string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin,
+	cmd := exec.Command(bin, append([]string{
 		"--allowed-instance-domains=localhost",
-		"--ca-bundle="+caFile,
+		"--ca-bundle=" + caFile,
 		"--health-probe-bind-address=0",
 		"--metrics-bind-address=0",
-	)
+	}, extra...)...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -178,7 +223,7 @@ func stopManager(cmd *exec.Cmd) {
 	_, _ = cmd.Process.Wait()
 }
 
-func applySamples(ctx context.Context, c client.Client, instance string) error {
+func applySamples(ctx context.Context, c client.Client, instance string, authCode bool) error {
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
 		&corev1.Secret{
@@ -194,6 +239,15 @@ func applySamples(ctx context.Context, c client.Client, instance string) error {
 			},
 		},
 	}
+	if authCode {
+		objs = append(objs, &snowv1.ServiceNowConnection{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: authConnName},
+			Spec: snowv1.ServiceNowConnectionSpec{
+				CredentialsSecretRef: snowv1.SecretReference{Name: credsName},
+				GrantType:            snowv1.GrantAuthorizationCode,
+			},
+		})
+	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil {
 			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
@@ -205,8 +259,12 @@ func applySamples(ctx context.Context, c client.Client, instance string) error {
 // watch prints the connection and its token Secret whenever they change. In
 // CI mode it returns nil once the connection is Ready and a second token
 // (a refresh) was observed.
-func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan error) error {
+func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan error, authCode bool) error {
 	key := types.NamespacedName{Namespace: namespace, Name: connName}
+	names := []string{connName}
+	if authCode {
+		names = append(names, authConnName)
+	}
 	var last string
 	var firstRefresh *metav1.Time
 	ticker := time.NewTicker(500 * time.Millisecond)
@@ -227,9 +285,16 @@ func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan e
 		if err := c.Get(ctx, key, &conn); err != nil {
 			continue
 		}
-		var secret corev1.Secret
-		hasSecret := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: conn.TokenSecretName()}, &secret) == nil
-		view := describe(&conn, &secret, hasSecret)
+		view := ""
+		for _, name := range names {
+			var cn snowv1.ServiceNowConnection
+			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &cn); err != nil {
+				continue
+			}
+			var secret corev1.Secret
+			hasSecret := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: cn.TokenSecretName()}, &secret) == nil
+			view += describe(&cn, &secret, hasSecret)
+		}
 		if view != last {
 			fmt.Printf("── %s\n%s\n", time.Now().Format("15:04:05"), view)
 			last = view
@@ -239,7 +304,7 @@ func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan e
 			firstRefresh = st.LastRefreshTime
 		}
 		if ci && firstRefresh != nil && st.LastRefreshTime != nil && st.LastRefreshTime.After(firstRefresh.Time) &&
-			meta.IsStatusConditionTrue(st.Conditions, snowv1.ConditionReady) {
+			meta.IsStatusConditionTrue(st.Conditions, snowv1.ConditionReady) && (!authCode || ready(ctx, c, authConnName)) {
 			fmt.Println("demo: the connection is Ready and its token was refreshed: OK")
 			return nil
 		}
@@ -277,6 +342,66 @@ func describe(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, hasSecre
 			st.LastRefreshTime.UTC().Format(time.RFC3339), st.NextRefreshTime.UTC().Format(time.RFC3339), st.ConsecutiveFailures)
 	}
 	return b.String()
+}
+
+// ready says whether connection name is Ready.
+func ready(ctx context.Context, c client.Client, name string) bool {
+	var conn snowv1.ServiceNowConnection
+	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &conn); err != nil {
+		return false
+	}
+	return meta.IsStatusConditionTrue(conn.Status.Conditions, snowv1.ConditionReady)
+}
+
+// authorizeAsAPerson does what a person does in CI mode: waits for the
+// start link, logs in at the simulator's login page and follows the
+// callback back to snowauth.
+func authorizeAsAPerson(ctx context.Context, c client.Client, sim *simulator.Simulator) error {
+	var link string
+	for link == "" {
+		var conn snowv1.ServiceNowConnection
+		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: authConnName}, &conn); err == nil {
+			link = conn.Status.AuthorizationURL
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("timed out waiting for the authorization link")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	browser := &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: sim.CertPool(), MinVersion: tls.VersionTLS12}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       30 * time.Second,
+	}
+	callback, err := sim.Login(ctx, browser, link, demoUser, demoPassword, true)
+	if err != nil {
+		return fmt.Errorf("logging in at the simulator: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, callback.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := browser.Do(req)
+	if err != nil {
+		return fmt.Errorf("following the callback: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the callback answered %s", resp.Status)
+	}
+	fmt.Printf("── %s\n  a person logged in at ServiceNow and authorised connection %s\n", time.Now().Format("15:04:05"), authConnName)
+	return nil
+}
+
+// freeLoopbackURL picks a free loopback port for the authorization server.
+func freeLoopbackURL() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String(), nil
 }
 
 func step(format string, args ...any) { fmt.Printf("• "+format+"\n", args...) }
