@@ -99,6 +99,10 @@ demo: envtest build ## Run snowauth on this machine: API server, ServiceNow simu
 build: manifests generate fmt vet ## Build the manager binary into bin/manager.
 	go build -o bin/manager ./cmd
 
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-servicenow; copy it onto PATH for `kubectl servicenow`.
+	go build -o bin/kubectl-servicenow ./cmd/kubectl-servicenow
+
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager on this machine against the current kubeconfig.
 	go run ./cmd $(RUN_ARGS)
