@@ -66,7 +66,7 @@ func NewCommand(o Options) *cobra.Command {
 	root.SetErr(o.ErrOut)
 	flags.AddFlags(root.PersistentFlags())
 	s := &session{Options: o, flags: flags}
-	root.AddCommand(newStatusCommand(s), newListCommand(s), newRefreshCommand(s))
+	root.AddCommand(newStatusCommand(s), newListCommand(s), newRefreshCommand(s), newAuthorizeCommand(s))
 	return root
 }
 

@@ -109,7 +109,9 @@ func waitForRefresh(ctx context.Context, c client.WithWatch, conn *snowv1.Servic
 	timeout time.Duration) (*snowv1.ServiceNowConnection, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	handled, err := watchForRefresh(ctx, c, conn, value)
+	handled, err := watchUntil(ctx, c, conn, func(current *snowv1.ServiceNowConnection) (bool, error) {
+		return requestHandled(current, value)
+	})
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		return nil, fmt.Errorf("timed out after %s: snowauth has not acted on refresh request %s of %s/%s; "+
 			"is the operator running, and does it watch namespace %s?", timeout, value, conn.Namespace, conn.Name, conn.Namespace)
@@ -117,10 +119,13 @@ func waitForRefresh(ctx context.Context, c client.WithWatch, conn *snowv1.Servic
 	return handled, err
 }
 
-func watchForRefresh(ctx context.Context, c client.WithWatch, conn *snowv1.ServiceNowConnection, value string) (*snowv1.ServiceNowConnection, error) {
+// watchUntil watches conn until done says so (or fails), and returns the
+// connection as it was then.
+func watchUntil(ctx context.Context, c client.WithWatch, conn *snowv1.ServiceNowConnection,
+	done func(*snowv1.ServiceNowConnection) (bool, error)) (*snowv1.ServiceNowConnection, error) {
 	inNamespace := client.InNamespace(conn.Namespace)
 	byName := client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", conn.Name)}
-	deleted := fmt.Errorf("%s/%s was deleted while waiting for the refresh", conn.Namespace, conn.Name)
+	deleted := fmt.Errorf("%s/%s was deleted while waiting", conn.Namespace, conn.Name)
 	for first := true; ; first = false {
 		if !first {
 			// The server ended the watch (it does every few minutes):
@@ -139,7 +144,7 @@ func watchForRefresh(ctx context.Context, c client.WithWatch, conn *snowv1.Servi
 		if len(list.Items) == 0 {
 			return nil, deleted
 		}
-		if done, err := requestHandled(&list.Items[0], value); done || err != nil {
+		if ok, err := done(&list.Items[0]); ok || err != nil {
 			return handledOrNil(&list.Items[0], err)
 		}
 		w, err := c.Watch(ctx, &snowv1.ServiceNowConnectionList{}, inNamespace, byName,
@@ -147,7 +152,7 @@ func watchForRefresh(ctx context.Context, c client.WithWatch, conn *snowv1.Servi
 		if err != nil {
 			return nil, explain(err, conn.Namespace, conn.Name)
 		}
-		handled, err := untilHandled(ctx, w, value, deleted)
+		handled, err := untilDone(ctx, w, done, deleted)
 		w.Stop()
 		if handled != nil || err != nil {
 			return handled, err
@@ -155,9 +160,10 @@ func watchForRefresh(ctx context.Context, c client.WithWatch, conn *snowv1.Servi
 	}
 }
 
-// untilHandled reads w until a connection shows request value handled. It
-// returns nil, nil when the watch ended and must be started again.
-func untilHandled(ctx context.Context, w watch.Interface, value string, deleted error) (*snowv1.ServiceNowConnection, error) {
+// untilDone reads w until done accepts a connection. It returns nil, nil
+// when the watch ended and must be started again.
+func untilDone(ctx context.Context, w watch.Interface, done func(*snowv1.ServiceNowConnection) (bool, error),
+	deleted error) (*snowv1.ServiceNowConnection, error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -180,7 +186,7 @@ func untilHandled(ctx context.Context, w watch.Interface, value string, deleted 
 				if !ok {
 					continue
 				}
-				if done, err := requestHandled(current, value); done || err != nil {
+				if ok, err := done(current); ok || err != nil {
 					return handledOrNil(current, err)
 				}
 			}

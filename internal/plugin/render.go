@@ -69,6 +69,12 @@ func RenderStatus(w io.Writer, v StatusView, now time.Time) error {
 		{"Next refresh:", nextRefresh(c, now)},
 		{"Failures:", failures(st, now)},
 	}
+	if c.Spec.GrantType == snowv1.GrantAuthorizationCode {
+		summary = append(summary, []string{"Refresh token:", "stops working " + when(st.RefreshTokenExpiresAt, now)})
+		if st.AuthorizationURL != "" {
+			summary = append(summary, []string{"Authorize at:", st.AuthorizationURL + " (kubectl servicenow authorize " + c.Name + ")"})
+		}
+	}
 	if req := c.Annotations[snowv1.AnnotationRefreshRequestedAt]; req != "" {
 		state := "handled"
 		if req != st.LastHandledRefreshRequest {
