@@ -26,7 +26,7 @@ import (
 // callback as the simulator client's Redirect URL.
 func withAuthorization() harnessOption {
 	return func(h *harness) {
-		var handler http.Handler = http.NotFoundHandler()
+		handler := http.NotFoundHandler()
 		h.auth = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 		h.t.Cleanup(h.auth.Close)
 		signer, err := authserver.NewSigner(authserver.NewKey())
@@ -62,7 +62,7 @@ func (h *harness) open(u string) page {
 	h.t.Helper()
 	resp, err := h.browser().Get(u)
 	h.g.Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return page{resp.StatusCode, resp.Header, string(b)}
 }

@@ -57,17 +57,24 @@ func main() {
 		"also run the authorization server and a connection with the AuthorizationCode grant; with -ci, log in at the simulator and wait for it to be Ready")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *ci {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
-		defer cancel()
-	}
-	if err := run(ctx, demo{ci: *ci, managerBin: *manager, lifespan: *lifespan, authCode: *authCode}); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
+	d := demo{ci: *ci, managerBin: *manager, lifespan: *lifespan, authCode: *authCode}
+	if err := d.runUntilSignal(*timeout); err != nil {
+		_, _ = fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+}
+
+// runUntilSignal runs the demo until Ctrl-C (or, with -ci, success or the
+// timeout); every deferred clean-up has run when it returns.
+func (d demo) runUntilSignal(timeout time.Duration) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if d.ci {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return run(ctx, d)
 }
 
 // demo is what the flags asked for.
@@ -84,7 +91,7 @@ func run(ctx context.Context, d demo) (err error) {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }()
 
 	step("starting a Kubernetes API server (etcd and kube-apiserver from bin/k8s)")
 	env, err := testenv.Start()
@@ -197,7 +204,7 @@ func startManager(bin, kubeconfig, caFile, logFile string, extra ...string) (*ex
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, append([]string{
+	cmd := exec.CommandContext(context.Background(), bin, append([]string{
 		"--allowed-instance-domains=localhost",
 		"--ca-bundle=" + caFile,
 		"--health-probe-bind-address=0",
@@ -278,7 +285,7 @@ func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan e
 			fmt.Println("\nstopping: manager, simulator, API server; removing the temporary folder")
 			return nil
 		case err := <-managerExited:
-			return fmt.Errorf("the manager exited: %v", err)
+			return fmt.Errorf("the manager exited: %w", err)
 		case <-ticker.C:
 		}
 		var conn snowv1.ServiceNowConnection
@@ -316,7 +323,7 @@ func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan e
 func describe(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, hasSecret bool) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tREADY\tSECRET\tEXPIRES\tGRANT\tMESSAGE")
+	_, _ = fmt.Fprintln(tw, "NAME\tREADY\tSECRET\tEXPIRES\tGRANT\tMESSAGE")
 	ready, msg := "", ""
 	if r := meta.FindStatusCondition(conn.Status.Conditions, snowv1.ConditionReady); r != nil {
 		ready, msg = string(r.Status), r.Message
@@ -325,7 +332,7 @@ func describe(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, hasSecre
 	if conn.Status.ExpiresAt != nil {
 		expires = conn.Status.ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", conn.Name, ready, conn.Status.TokenSecretName, expires, conn.Spec.GrantType, msg)
+	_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", conn.Name, ready, conn.Status.TokenSecretName, expires, conn.Spec.GrantType, msg)
 	_ = tw.Flush()
 	for _, c := range conn.Status.Conditions {
 		if c.Type != snowv1.ConditionReady {
@@ -386,7 +393,7 @@ func authorizeAsAPerson(ctx context.Context, c client.Client, sim *simulator.Sim
 	if err != nil {
 		return fmt.Errorf("following the callback: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("the callback answered %s", resp.Status)
 	}
@@ -396,11 +403,12 @@ func authorizeAsAPerson(ctx context.Context, c client.Client, sim *simulator.Sim
 
 // freeLoopbackURL picks a free loopback port for the authorization server.
 func freeLoopbackURL() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return "http://" + l.Addr().String(), nil
 }
 

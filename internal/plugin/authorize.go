@@ -59,7 +59,7 @@ func newAuthorizeCommand(s *session) *cobra.Command {
 			}
 			if open {
 				if err := openBrowser(link); err != nil {
-					fmt.Fprintf(s.ErrOut, "could not open a browser (%v): open the link by hand\n", err)
+					_, _ = fmt.Fprintf(s.ErrOut, "could not open a browser (%v): open the link by hand\n", err)
 				}
 			}
 			if !wait {
@@ -105,7 +105,7 @@ func openBrowser(url string) error {
 	case "darwin":
 		name = "open"
 	case "windows":
-		return exec.Command("rundll32", "url.dll,FileProtocolHandler", url).Start()
+		return exec.CommandContext(context.Background(), "rundll32", "url.dll,FileProtocolHandler", url).Start()
 	}
-	return exec.Command(name, url).Start()
+	return exec.CommandContext(context.Background(), name, url).Start()
 }

@@ -50,7 +50,9 @@ func TestAuthorizeWaitsUntilThePersonHasAuthorised(t *testing.T) {
 	setStatus(g, c, awaitingAuthorization())
 
 	done := make(chan result, 1)
-	go func() { done <- kubectlServicenow(kubeconfig(t, ns), time.Time{}, "authorize", "catalog", "--timeout", "30s") }()
+	go func() {
+		done <- kubectlServicenow(kubeconfig(t, ns), time.Time{}, "authorize", "catalog", "--timeout", "30s")
+	}()
 	g.Consistently(done, 500*time.Millisecond).ShouldNot(Receive(), "it waits while the link is still needed")
 
 	// The operator, after the callback: Ready, no link.
