@@ -9,6 +9,7 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.7.1
 GOLANGCI_LINT_VERSION ?= v2.15.0
 PROMTOOL_VERSION ?= v0.316.0
+HELM_VERSION ?= v3.22.0
 
 # The envtest control plane, built from Go module sources by
 # hack/build-envtest.sh (no download of prebuilt binaries). Set
@@ -28,9 +29,12 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMTOOL_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 ENVTEST_DIR ?= $(LOCALBIN)/k8s/$(ENVTEST_K8S_VERSION)-$(GOOS)-$(GOARCH)
 KUBEBUILDER_ASSETS ?= $(ENVTEST_DIR)
 export KUBEBUILDER_ASSETS
+# test/install renders the chart and config/ with these (and fails without them).
+export HELM KUSTOMIZE
 
 .PHONY: all
 all: build
@@ -44,9 +48,10 @@ help: ## Show the targets and what they do.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests, and the PrometheusRule, under config/.
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests and the PrometheusRule under config/, and the Helm chart's copies of them.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
 	hack/gen-prometheusrule.sh
+	hack/gen-chart.sh
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deep-copy code for the API types.
@@ -67,7 +72,7 @@ $(ENVTEST_DIR)/kube-apiserver:
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_DIR)
 
 .PHONY: test
-test: manifests generate fmt vet envtest test-rules ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, and the alert-rule tests.
+test: manifests generate fmt vet envtest test-rules helm-lint $(KUSTOMIZE) ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, the alert-rule tests, and the Helm chart lint.
 	go test ./... -count=1 -coverprofile cover.out
 
 .PHONY: test-rules
@@ -75,15 +80,22 @@ test-rules: $(PROMTOOL) ## Check the alert rules and run their unit tests with p
 	$(PROMTOOL) check rules config/prometheus/snowauth.rules.yaml
 	$(PROMTOOL) test rules config/prometheus/tests/alerts_test.yaml
 
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Lint the Helm chart (dist/chart) and render it with the default values and with ci/all-options-values.yaml.
+	$(HELM) lint --strict dist/chart
+	$(HELM) lint --strict dist/chart --values dist/chart/ci/all-options-values.yaml
+	$(HELM) template snowauth dist/chart --namespace snowauth-system > /dev/null
+	$(HELM) template snowauth dist/chart --namespace snowauth-system --values dist/chart/ci/all-options-values.yaml > /dev/null
+
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run
 
 .PHONY: verify
-verify: manifests generate ## Regenerate code and manifests; fail if that changed anything git tracks.
+verify: manifests generate build-installer ## Regenerate code and manifests; fail if that changed anything git tracks.
 	go mod tidy
 	@if [ -n "$$(git status --porcelain -- . ':!bin' ':!cover.out')" ]; then \
-		echo "generated files are stale; run 'make manifests generate' and 'go mod tidy', then commit:"; \
+		echo "generated files are stale; run 'make manifests generate build-installer' and 'go mod tidy', then commit:"; \
 		git status --porcelain -- . ':!bin' ':!cover.out'; git --no-pager diff --stat; exit 1; \
 	fi
 
@@ -106,6 +118,17 @@ plugin: ## Build the kubectl plugin into bin/kubectl-servicenow; copy it onto PA
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager on this machine against the current kubeconfig.
 	go run ./cmd $(RUN_ARGS)
+
+# The image is set in a throwaway overlay under bin/ (kustomize wants a
+# relative path to config/default), so config/ is never edited.
+.PHONY: build-installer
+build-installer: manifests $(KUSTOMIZE) ## Write dist/install.yaml: config/default (CRD, RBAC, manager) in one file, with image IMG.
+	@mkdir -p dist
+	@mkdir -p $(LOCALBIN); tmp=$$(mktemp -d $(LOCALBIN)/installer.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	printf 'resources:\n- %s\n' "$$(realpath --relative-to="$$tmp" config/default)" > "$$tmp/kustomization.yaml"; \
+	(cd "$$tmp" && $(KUSTOMIZE) edit set image snowauth/manager=$(IMG)); \
+	{ echo "# snowauth: kubectl apply --server-side -f install.yaml. Generated from config/default by 'make build-installer'. DO NOT EDIT."; \
+	  $(KUSTOMIZE) build "$$tmp"; } > dist/install.yaml
 
 .PHONY: docker-build
 docker-build: ## Build the manager image (needs a Docker engine).
@@ -136,11 +159,15 @@ undeploy: $(KUSTOMIZE) ## Remove the manager and the CRD from the cluster.
 
 ##@ Tools (pinned, built from Go module sources into bin/)
 
-.PHONY: controller-gen kustomize golangci-lint promtool
+.PHONY: controller-gen kustomize golangci-lint promtool helm
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen.
 kustomize: $(KUSTOMIZE) ## Build kustomize.
 golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint.
 promtool: $(PROMTOOL) ## Build promtool (checks and unit-tests the alert rules).
+helm: $(HELM) ## Build helm (lints and renders the chart).
+
+$(HELM):
+	$(call go-install-tool,$@,helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
 
 $(CONTROLLER_GEN):
 	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
