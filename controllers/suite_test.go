@@ -1,12 +1,10 @@
 package controllers_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,21 +12,16 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
-	"github.com/snowauth/snowauth/controllers"
 	"github.com/snowauth/snowauth/internal/authserver"
 	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
@@ -63,11 +56,10 @@ type harness struct {
 	ctx    context.Context
 	ns     string
 	sim    *simulator.Simulator
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	writes *atomic.Int64
 	mgr    ctrl.Manager
-	stop   context.CancelFunc
-	done   chan struct{}
+	stop   func()
 	// links and auth are set when the harness runs the authorization server
 	// of the AuthorizationCode grant (withAuthorization).
 	links   *authserver.Links
@@ -94,7 +86,7 @@ func newHarness(t *testing.T, lifespan time.Duration, opts ...harnessOption) *ha
 
 	h := &harness{
 		t: t, g: NewWithT(t), ctx: context.Background(),
-		ns: env.Namespace(t), sim: sim, logs: &syncBuffer{}, writes: &atomic.Int64{},
+		ns: env.Namespace(t), sim: sim, logs: &testenv.SyncBuffer{}, writes: &atomic.Int64{},
 	}
 	for _, o := range opts {
 		o(h)
@@ -119,48 +111,19 @@ func (h *harness) startManager() {
 		Timeout:        time.Second,
 	})
 	h.g.Expect(err).NotTo(HaveOccurred())
-	namespaces := []string{h.ns}
-	mgr, err := ctrl.NewManager(rest.CopyConfig(env.Config), ctrl.Options{
-		Scheme:                 env.Scheme,
-		Cache:                  controllers.CacheOptions(namespaces),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Logger:                 zap.New(zap.WriteTo(h.logs), zap.UseDevMode(true), zap.Level(zapcore.Level(-2))),
+	h.mgr, h.stop = env.StartManager(h.t, testenv.Manager{
+		Namespaces:    []string{h.ns},
+		Tokens:        tokens,
+		Authorization: h.links,
+		Logs:          h.logs,
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
 			c, err := client.New(cfg, opts)
 			return &countingClient{Client: c, writes: h.writes}, err
 		},
 	})
-	h.g.Expect(err).NotTo(HaveOccurred())
-	r := &controllers.ServiceNowConnectionReconciler{
-		Client:        mgr.GetClient(),
-		Recorder:      mgr.GetEventRecorder("snowauth"),
-		Tokens:        tokens,
-		Authorization: h.links,
-	}
-	// Every test starts a manager with the same controller name.
-	opts := controller.Options{SkipNameValidation: ptr.To(true)}
-	h.g.Expect(r.SetupWithManager(mgr, opts, namespaces)).To(Succeed())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	h.mgr, h.stop, h.done = mgr, cancel, make(chan struct{})
-	go func() {
-		defer close(h.done)
-		if err := mgr.Start(ctx); err != nil {
-			h.t.Errorf("manager: %v", err)
-		}
-	}()
-	h.g.Expect(mgr.GetCache().WaitForCacheSync(h.ctx)).To(BeTrue())
 }
 
-func (h *harness) stopManager() {
-	if h.stop == nil {
-		return
-	}
-	h.stop()
-	<-h.done
-	h.stop = nil
-}
+func (h *harness) stopManager() { h.stop() }
 
 // credentials creates (or replaces) the credentials Secret.
 func (h *harness) credentials(name string, data map[string]string) *corev1.Secret {
@@ -353,22 +316,4 @@ func (s *countingStatus) Update(ctx context.Context, obj client.Object, opts ...
 func (s *countingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 	s.writes.Add(1)
 	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
-}
-
-// syncBuffer is a bytes.Buffer safe for the manager's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

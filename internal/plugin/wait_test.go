@@ -2,7 +2,6 @@ package plugin_test
 
 import (
 	"context"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -11,18 +10,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
-	"github.com/snowauth/snowauth/controllers"
 	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
+	"github.com/snowauth/snowauth/internal/testenv"
 )
 
 // The OAuth client the simulator knows and the credentials Secret holds.
@@ -51,33 +44,7 @@ func startOperator(t *testing.T, ns string) *simulator.Simulator {
 		Timeout:        5 * time.Second,
 	})
 	g.Expect(err).NotTo(HaveOccurred())
-	namespaces := []string{ns}
-	mgr, err := ctrl.NewManager(rest.CopyConfig(env.Config), ctrl.Options{
-		Scheme:                 env.Scheme,
-		Cache:                  controllers.CacheOptions(namespaces),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Logger:                 zap.New(zap.WriteTo(io.Discard)),
-	})
-	g.Expect(err).NotTo(HaveOccurred())
-	r := &controllers.ServiceNowConnectionReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("snowauth"),
-		Tokens:   tokens,
-	}
-	// Every test starts a manager with the same controller name.
-	g.Expect(r.SetupWithManager(mgr, controller.Options{SkipNameValidation: ptr.To(true)}, namespaces)).To(Succeed())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	g.Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
+	env.StartManager(t, testenv.Manager{Namespaces: []string{ns}, Tokens: tokens})
 	return sim
 }
 

@@ -1,10 +1,8 @@
 package install_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,14 +19,11 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
-	"github.com/snowauth/snowauth/controllers"
 	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
+	"github.com/snowauth/snowauth/internal/testenv"
 )
 
 // leaseName is cmd/main.go's LeaderElectionID.
@@ -72,7 +67,7 @@ type operator struct {
 	// manager is refused.
 	client client.Client
 	sim    *simulator.Simulator
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 }
 
 // runAs is a client configuration that impersonates ServiceAccount
@@ -103,41 +98,20 @@ func startOperator(t *testing.T, namespace, serviceAccount string, watch []strin
 	g.Expect(err).NotTo(HaveOccurred())
 
 	cfg := runAs(namespace, serviceAccount)
-	logs := &syncBuffer{}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        env.Scheme,
-		Cache:                         controllers.CacheOptions(watch),
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
-		LeaderElection:                true,
-		LeaderElectionID:              leaseName,
-		LeaderElectionNamespace:       namespace,
-		LeaderElectionReleaseOnCancel: true,
-		Logger:                        zap.New(zap.WriteTo(logs), zap.UseDevMode(true)),
-	})
-	g.Expect(err).NotTo(HaveOccurred())
-	r := &controllers.ServiceNowConnectionReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("snowauth"),
-		Tokens:   tokens,
-	}
-	// Every test starts a manager with the same controller name.
-	g.Expect(r.SetupWithManager(mgr, controller.Options{SkipNameValidation: ptr.To(true)}, watch)).To(Succeed())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
+	logs := &testenv.SyncBuffer{}
 	t.Cleanup(func() {
-		cancel()
-		<-done
 		if t.Failed() {
 			t.Logf("manager logs:\n%s", logs.String())
 		}
+	})
+	env.StartManager(t, testenv.Manager{
+		Config: cfg, Namespaces: watch, Tokens: tokens, Logs: logs,
+		Options: func(o *ctrl.Options) {
+			o.LeaderElection = true
+			o.LeaderElectionID = leaseName
+			o.LeaderElectionNamespace = namespace
+			o.LeaderElectionReleaseOnCancel = true
+		},
 	})
 
 	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
@@ -369,22 +343,4 @@ func tokenSecretKey(ctx context.Context, ns, name, key string) string {
 		return ""
 	}
 	return string(s.Data[key])
-}
-
-// syncBuffer is a bytes.Buffer safe for the manager's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
