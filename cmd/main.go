@@ -45,6 +45,7 @@ type options struct {
 	enableHTTP2            bool
 	leaderElect            bool
 	leaderElectionNS       string
+	leaderElectionID       string
 	allowedDomains         string
 	caBundleFile           string
 	requestTimeout         time.Duration
@@ -73,6 +74,8 @@ func main() {
 			"Unauthenticated: bind it to loopback only.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false,
 		"Elect a leader so that only one replica refreshes tokens. Needed when running more than one replica.")
+	flag.StringVar(&o.leaderElectionID, "leader-election-id", "snowauth.servicenow.snowauth.dev",
+		"Name of the leader election Lease. Give each snowauth installation in one namespace its own.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "",
 		"Namespace of the leader election Lease (default: the Pod's namespace).")
 	flag.StringVar(&o.allowedDomains, "allowed-instance-domains", strings.Join(servicenow.DefaultAllowedDomains, ","),
@@ -147,7 +150,7 @@ func run(o options) error {
 		HealthProbeBindAddress:        o.probeAddr,
 		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              "snowauth.servicenow.snowauth.dev",
+		LeaderElectionID:              o.leaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNS,
 		LeaderElectionReleaseOnCancel: true, // the process exits right after the manager stops
 	})
