@@ -135,8 +135,10 @@ func (r *ServiceNowConnectionReconciler) reconcileFrom(ctx context.Context, conn
 	return s, r.patchStatus(ctx, base, s)
 }
 
-// reconcile runs the steps. A *failure from a step is recorded in s (it ends
-// the chain); any other error is returned.
+// reconcile runs the steps in order: look at the token Secret, read the
+// credentials, decide whether a token request is due, and make it. A
+// *failure from a step is recorded in s (it ends the chain); any other
+// error is returned.
 func (r *ServiceNowConnectionReconciler) reconcile(ctx context.Context, s *scope) error {
 	if err := r.lookUpTokenSecret(ctx, s); err != nil {
 		return r.recordFailure(ctx, s, err, false)
@@ -161,23 +163,39 @@ func (r *ServiceNowConnectionReconciler) reconcile(ctx context.Context, s *scope
 		}
 		return nil
 	}
-	if !s.fresh {
-		// A token request costs ServiceNow a round trip and may be rate
-		// limited: make sure it is not asked for because the cache lags.
-		current := &metav1.PartialObjectMetadata{}
-		current.SetGroupVersionKind(snowv1.GroupVersion.WithKind("ServiceNowConnection"))
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.conn), current); err != nil {
-			return client.IgnoreNotFound(err)
-		}
-		if current.ResourceVersion != s.conn.ResourceVersion {
-			return errStaleCache
-		}
+	if err := r.confirmCacheIsCurrent(ctx, s); err != nil {
+		return err
 	}
 	logf.FromContext(ctx).V(1).Info("requesting a token", "trigger", trigger)
 	r.markHandled(s)
 	if reqErr != nil {
 		return r.recordFailure(ctx, s, reqErr, true)
 	}
+	return r.refresh(ctx, s, req)
+}
+
+// confirmCacheIsCurrent returns errStaleCache when the API server holds a
+// newer connection than the cache: a token request costs ServiceNow a round
+// trip and may be rate limited, so it must not be made because the cache
+// lags behind the previous reconcile's status write.
+func (r *ServiceNowConnectionReconciler) confirmCacheIsCurrent(ctx context.Context, s *scope) error {
+	if s.fresh {
+		return nil
+	}
+	current := &metav1.PartialObjectMetadata{}
+	current.SetGroupVersionKind(snowv1.GroupVersion.WithKind("ServiceNowConnection"))
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.conn), current); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if current.ResourceVersion != s.conn.ResourceVersion {
+		return errStaleCache
+	}
+	return nil
+}
+
+// refresh asks ServiceNow for a token and stores it: in the token Secret,
+// and its expiry and next refresh time in status.
+func (r *ServiceNowConnectionReconciler) refresh(ctx context.Context, s *scope, req servicenow.TokenRequest) error {
 	started := time.Now()
 	tok, err := r.Tokens.Token(ctx, req)
 	observeTokenRequest(string(req.Grant), time.Since(started), classify(err))
