@@ -72,13 +72,24 @@ $(ENVTEST_DIR)/kube-apiserver:
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_DIR)
 
 .PHONY: test
-test: manifests generate fmt vet envtest test-rules helm-lint $(KUSTOMIZE) ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, the alert-rule tests, and the Helm chart lint.
+test: manifests generate fmt vet envtest test-rules helm-lint bench-smoke $(KUSTOMIZE) ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, the alert-rule tests, and a smoke run of the benchmarks.
 	go test ./... -count=1 -coverprofile cover.out
 
 .PHONY: test-rules
 test-rules: $(PROMTOOL) ## Check the alert rules and run their unit tests with promtool.
 	$(PROMTOOL) check rules config/prometheus/snowauth.rules.yaml
 	$(PROMTOOL) test rules config/prometheus/tests/alerts_test.yaml
+
+# Flags for `make bench`, e.g. BENCH_ARGS="-n 200 -scenarios cold,memory".
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: envtest ## Run the benchmarks (test/bench, docs/benchmarks.md; N=1,000, about 15 minutes): table on stdout, JSON in bin/bench/. Flags: BENCH_ARGS.
+	go run ./test/bench $(BENCH_ARGS)
+
+.PHONY: bench-smoke
+bench-smoke: envtest ## Run the benchmark harness small and quick (N=20); fails if the harness breaks, never on performance goals.
+	go run ./test/bench -smoke
 
 .PHONY: helm-lint
 helm-lint: $(HELM) ## Lint the Helm chart (dist/chart) and render it with the default values and with ci/all-options-values.yaml.
