@@ -83,9 +83,9 @@ func main() {
 	flag.StringVar(&o.caBundleFile, "ca-bundle", "",
 		"PEM file of extra CA certificates to trust for on-premise instances, added to the system trust store.")
 	flag.DurationVar(&o.requestTimeout, "token-request-timeout", 30*time.Second, "Time limit of one token request.")
-	flag.IntVar(&o.maxConcurrent, "max-concurrent-reconciles", 4, "Connections reconciled in parallel.")
-	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Sustained queries per second to the Kubernetes API.")
-	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
+	flag.IntVar(&o.maxConcurrent, "max-concurrent-reconciles", 8, "Connections reconciled in parallel.")
+	flag.Float64Var(&o.qps, "kube-api-qps", 100, "Sustained queries per second to the Kubernetes API.")
+	flag.IntVar(&o.burst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API.")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces to watch (default: all). Restricting it lets snowauth run with namespaced Roles.")
 	flag.StringVar(&o.authAddr, "authorization-bind-address", ":8082",

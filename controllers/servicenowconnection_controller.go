@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -55,6 +57,14 @@ type ServiceNowConnectionReconciler struct {
 	// Authorization makes start links for the AuthorizationCode grant; nil
 	// when the manager's authorization server is off.
 	Authorization *authserver.Links
+	// secretMeta caches every Secret's name and resourceVersion (set up by
+	// SetupWithManager): enough to notice a changed credentials Secret
+	// without reading it.
+	secretMeta cache.Cache
+	// written maps a connection's name to the resourceVersion of the last
+	// status this process wrote, so a cached connection that shows it needs
+	// no check against the API server before a token request.
+	written sync.Map
 	// Now and Jitter default to the wall clock and a random jitter.
 	Now    func() time.Time
 	Jitter Jitter
@@ -95,6 +105,9 @@ type scope struct {
 func (r *ServiceNowConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	conn := &snowv1.ServiceNowConnection{}
 	if err := r.Get(ctx, req.NamespacedName, conn); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s, err := r.reconcileFrom(ctx, conn, false)
@@ -146,6 +159,20 @@ func (r *ServiceNowConnectionReconciler) reconcile(ctx context.Context, s *scope
 	if s.conn.Spec.Suspend {
 		return nil
 	}
+	// Most reconciles find nothing due (a watch event about snowauth's own
+	// write, say): decide that from the credentials Secret's metadata in the
+	// cache and read the Secret itself only when a request may be made, or
+	// when a failure found in the credentials might have been resolved.
+	if known, err := r.credentialsVersionFromCache(ctx, s); err != nil {
+		return err
+	} else if known && (s.failure == nil || !isPrecondition(s.failure.reason)) && refreshTrigger(s, true) == "" {
+		if s.token != "" {
+			// Keep the Secret as snowauth wrote it (a label edited by hand,
+			// a changed spec.tokenSecret.labels).
+			return r.writeTokenSecret(ctx, s, s.token)
+		}
+		return nil
+	}
 	if err := r.readCredentials(ctx, s); err != nil {
 		return err
 	}
@@ -180,6 +207,10 @@ func (r *ServiceNowConnectionReconciler) reconcile(ctx context.Context, s *scope
 // lags behind the previous reconcile's status write.
 func (r *ServiceNowConnectionReconciler) confirmCacheIsCurrent(ctx context.Context, s *scope) error {
 	if s.fresh {
+		return nil
+	}
+	if written, ok := r.written.Load(client.ObjectKeyFromObject(s.conn)); ok && written == s.conn.ResourceVersion {
+		// The cache holds this process's own latest status write.
 		return nil
 	}
 	current := &metav1.PartialObjectMetadata{}
@@ -244,10 +275,14 @@ func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, 
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, key, secret)
 	if apierrors.IsNotFound(err) {
-		// The cache holds only Secrets labelled as snowauth's: ask the API
-		// server whether an unlabelled one has the name (or whether the
-		// cache has not yet seen one snowauth just created).
-		err = r.APIReader.Get(ctx, key, secret)
+		// The cache holds only Secrets labelled as snowauth's. When the
+		// metadata cache knows a Secret of that name, ask the API server
+		// whose it is (an unlabelled one, or one snowauth just created that
+		// the cache has not seen yet).
+		err = r.secretExists(ctx, key)
+		if err == nil {
+			err = r.APIReader.Get(ctx, key, secret)
+		}
 	}
 	switch {
 	case apierrors.IsNotFound(err):
@@ -268,19 +303,56 @@ func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, 
 	return nil
 }
 
+// credentialsVersionFromCache sets s.creds to the credentials Secret's
+// identity (no data) as the metadata cache knows it, or nil when it does not
+// exist, and reads the refresh-token Secret. It returns false when there is
+// no metadata cache to ask.
+func (r *ServiceNowConnectionReconciler) credentialsVersionFromCache(ctx context.Context, s *scope) (bool, error) {
+	if r.secretMeta == nil {
+		return false, nil
+	}
+	meta := secretMetadata()
+	err := r.secretMeta.Get(ctx, types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.Spec.CredentialsSecretRef.Name}, meta)
+	switch {
+	case apierrors.IsNotFound(err):
+		s.creds = nil
+	case err != nil:
+		return false, err
+	default:
+		s.creds = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: meta.Namespace, Name: meta.Name, ResourceVersion: meta.ResourceVersion}}
+	}
+	return true, r.readRefreshToken(ctx, s)
+}
+
+// secretExists returns nil when the metadata cache knows Secret key (or
+// there is no metadata cache), NotFound otherwise.
+func (r *ServiceNowConnectionReconciler) secretExists(ctx context.Context, key types.NamespacedName) error {
+	if r.secretMeta == nil {
+		return nil
+	}
+	return r.secretMeta.Get(ctx, key, secretMetadata())
+}
+
 // readCredentials reads the credentials Secret from the API server (never
 // from a cache: snowauth does not keep other Secrets in memory).
 func (r *ServiceNowConnectionReconciler) readCredentials(ctx context.Context, s *scope) error {
 	creds := &corev1.Secret{}
 	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.Spec.CredentialsSecretRef.Name}
 	if err := r.APIReader.Get(ctx, key, creds); err != nil {
+		s.creds = nil
 		return client.IgnoreNotFound(err)
 	}
 	s.creds = creds
+	return r.readRefreshToken(ctx, s)
+}
+
+// readRefreshToken reads the refresh-token Secret of the AuthorizationCode
+// grant. It is snowauth's own (labelled), so it comes from the cache.
+func (r *ServiceNowConnectionReconciler) readRefreshToken(ctx context.Context, s *scope) error {
+	s.refresh = nil
 	if s.conn.Spec.GrantType != snowv1.GrantAuthorizationCode {
 		return nil
 	}
-	// The refresh-token Secret is snowauth's own (labelled), so it is cached.
 	refresh := &corev1.Secret{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.RefreshTokenSecretName()}, refresh)
 	if err == nil && metav1.IsControlledBy(refresh, s.conn) {
@@ -539,7 +611,11 @@ func (r *ServiceNowConnectionReconciler) patchStatus(ctx context.Context, base *
 	if equality.Semantic.DeepEqual(base.Status, conn.Status) {
 		return nil
 	}
-	return r.Status().Patch(ctx, conn, client.MergeFrom(base))
+	if err := r.Status().Patch(ctx, conn, client.MergeFrom(base)); err != nil {
+		return err
+	}
+	r.written.Store(client.ObjectKeyFromObject(conn), conn.ResourceVersion)
+	return nil
 }
 
 // Defaults of spec.authorizationCode.

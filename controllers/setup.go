@@ -84,14 +84,13 @@ func (r *ServiceNowConnectionReconciler) SetupWithManager(mgr ctrl.Manager, opts
 	if err := mgr.Add(secretMeta); err != nil {
 		return err
 	}
-	secretMetaObj := &metav1.PartialObjectMetadata{}
-	secretMetaObj.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	r.secretMeta = secretMeta
 
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&snowv1.ServiceNowConnection{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
-		WatchesRawSource(source.Kind[client.Object](secretMeta, secretMetaObj,
+		WatchesRawSource(source.Kind[client.Object](secretMeta, secretMetadata(),
 			handler.EnqueueRequestsFromMapFunc(r.connectionsNaming))).
 		WithOptions(opts).
 		Named("servicenowconnection").
@@ -123,6 +122,13 @@ func keepIdentityOnly(in any) (any, error) {
 		}
 	}
 	return in, nil
+}
+
+// secretMetadata is an empty Secret metadata object, for the metadata cache.
+func secretMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return m
 }
 
 // randomJitter is the production Jitter.

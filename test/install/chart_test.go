@@ -57,9 +57,9 @@ func TestChartRunsTheManagerWithTheFlagsOfItsValues(t *testing.T) {
 			"--metrics-bind-address=:8443",
 			"--allowed-instance-domains=service-now.com,servicenowservices.com",
 			"--token-request-timeout=30s",
-			"--max-concurrent-reconciles=4",
-			"--kube-api-qps=50",
-			"--kube-api-burst=100",
+			"--max-concurrent-reconciles=8",
+			"--kube-api-qps=100",
+			"--kube-api-burst=200",
 			"--zap-log-level=info",
 		}))
 	})
