@@ -72,7 +72,7 @@ $(ENVTEST_DIR)/kube-apiserver:
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_DIR)
 
 .PHONY: test
-test: manifests generate fmt vet envtest test-rules helm-lint bench-smoke $(KUSTOMIZE) ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, the alert-rule tests, and a smoke run of the benchmarks.
+test: manifests generate fmt vet envtest test-rules helm-lint bench-smoke $(KUSTOMIZE) ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, the alert-rule tests, the Helm chart lint and a smoke run of the benchmarks.
 	go test ./... -count=1 -coverprofile cover.out
 
 .PHONY: test-rules
