@@ -132,6 +132,9 @@ run: manifests generate fmt vet ## Run the manager on this machine against the c
 
 # The image is set in a throwaway overlay under bin/ (kustomize wants a
 # relative path to config/default), so config/ is never edited.
+# Where build-installer writes; `make deploy` renders into bin/ instead.
+INSTALLER ?= dist/install.yaml
+
 .PHONY: build-installer
 build-installer: manifests $(KUSTOMIZE) ## Write dist/install.yaml: config/default (CRD, RBAC, manager) in one file, with image IMG.
 	@mkdir -p dist
@@ -139,7 +142,7 @@ build-installer: manifests $(KUSTOMIZE) ## Write dist/install.yaml: config/defau
 	printf 'resources:\n- %s\n' "$$(realpath --relative-to="$$tmp" config/default)" > "$$tmp/kustomization.yaml"; \
 	(cd "$$tmp" && $(KUSTOMIZE) edit set image snowauth/manager=$(IMG)); \
 	{ echo "# snowauth: kubectl apply --server-side -f install.yaml. Generated from config/default by 'make build-installer'. DO NOT EDIT."; \
-	  $(KUSTOMIZE) build "$$tmp"; } > dist/install.yaml
+	  $(KUSTOMIZE) build "$$tmp"; } > $(INSTALLER)
 
 .PHONY: docker-build
 docker-build: ## Build the manager image (needs a Docker engine).
@@ -160,9 +163,9 @@ uninstall: manifests $(KUSTOMIZE) ## Remove the CRD (and with it every ServiceNo
 	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
 
 .PHONY: deploy
-deploy: manifests $(KUSTOMIZE) ## Deploy the manager with image IMG to the cluster of the current kubeconfig.
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+deploy: ## Deploy the manager with image IMG to the cluster of the current kubeconfig (config/ is left untouched).
+	$(MAKE) --no-print-directory build-installer INSTALLER=$(LOCALBIN)/deploy.yaml IMG=$(IMG)
+	kubectl apply --server-side -f $(LOCALBIN)/deploy.yaml
 
 .PHONY: undeploy
 undeploy: $(KUSTOMIZE) ## Remove the manager and the CRD from the cluster.
