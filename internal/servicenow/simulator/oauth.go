@@ -198,25 +198,24 @@ func (s *Simulator) session(k sessionKey) *session {
 // currentAccess returns the session's access token with its expiry pushed
 // out, or a new one if it has expired or was revoked.
 func (s *Simulator) currentAccess(sess *session, c OAuthClient, username string, now time.Time) *token {
-	expiry := now.Add(s.lifespans(c).access)
-	if sess.access.valid(now) {
-		sess.access.expiry = expiry
-		return sess.access
-	}
-	sess.access = s.newToken(false, c.ID, username, expiry)
-	return sess.access
+	return s.extendOrIssue(&sess.access, false, c.ID, username, now, now.Add(s.lifespans(c).access))
 }
 
 // currentRefresh does the same for the refresh token, for grants other than
 // refresh_token (KB0791140: they extend the current refresh token).
 func (s *Simulator) currentRefresh(sess *session, c OAuthClient, username string, now time.Time) *token {
-	expiry := now.Add(s.lifespans(c).refresh)
-	if sess.refresh.valid(now) {
-		sess.refresh.expiry = expiry
-		return sess.refresh
+	return s.extendOrIssue(&sess.refresh, true, c.ID, username, now, now.Add(s.lifespans(c).refresh))
+}
+
+// extendOrIssue moves the expiry of the token in *slot to expiry while it is
+// still valid at now, and otherwise puts a new token there.
+func (s *Simulator) extendOrIssue(slot **token, refresh bool, clientID, username string, now, expiry time.Time) *token {
+	if (*slot).valid(now) {
+		(*slot).expiry = expiry
+		return *slot
 	}
-	sess.refresh = s.newToken(true, c.ID, username, expiry)
-	return sess.refresh
+	*slot = s.newToken(refresh, clientID, username, expiry)
+	return *slot
 }
 
 func (s *Simulator) newToken(refresh bool, clientID, username string, expiry time.Time) *token {
