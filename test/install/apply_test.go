@@ -71,7 +71,7 @@ func TestChartInstallsOnAnAPIServerAndItsPodIsRestricted(t *testing.T) {
 			"Role", "RoleBinding", "Service", "ServiceAccount",
 		}},
 		{"every option", []string{"--values", allOptionsValues}, []string{
-			"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "NetworkPolicy",
+			"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Ingress", "NetworkPolicy",
 			"PodDisruptionBudget", "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor",
 		}},
 	} {

@@ -77,6 +77,10 @@ func TestChartRunsTheManagerWithTheFlagsOfItsValues(t *testing.T) {
 			"--kube-api-qps=25.5",
 			"--kube-api-burst=60",
 			"--watch-namespaces=team-a,team-b",
+			"--authorization-bind-address=:8083",
+			"--authorization-external-url=https://snowauth.example.com",
+			"--authorization-key-secret=snowauth-link-key",
+			"--authorization-link-ttl=20m",
 			"--zap-log-level=debug",
 			"--zap-encoder=console",
 		}))
@@ -98,6 +102,44 @@ func TestChartRunsTheManagerWithTheFlagsOfItsValues(t *testing.T) {
 		g.Expect(meta["annotations"]).To(HaveKeyWithValue("example.com/owner", "platform-team"))
 		g.Expect(meta["labels"]).To(HaveKeyWithValue("example.com/team", "platform"))
 	})
+}
+
+func TestChartExposesTheAuthorizationServerAtItsExternalURL(t *testing.T) {
+	g := NewWithT(t)
+	objs := helmTemplate(t, "snowauth", "snowauth-system", "--values", allOptionsValues)
+	c := managerContainer(t, objs)
+	g.Expect(c["ports"]).To(ContainElement(And(HaveKeyWithValue("name", "authorization"), HaveKeyWithValue("containerPort", BeEquivalentTo(8083)))))
+	g.Expect(c["env"]).To(ContainElement(HaveKeyWithValue("name", "POD_NAMESPACE")), "the signing key Secret lives in the Pod's namespace")
+
+	var svc *unstructured.Unstructured
+	for _, o := range ofKind(objs, "Service") {
+		if o.GetName() == "snowauth-ci-authorization" {
+			svc = o
+		}
+	}
+	g.Expect(svc).NotTo(BeNil(), "a Service in front of the authorization server")
+	g.Expect(field(svc, "spec", "ports")).To(ContainElement(HaveKeyWithValue("targetPort", "authorization")))
+	ing := only(t, objs, "Ingress")
+	rule := field(ing, "spec", "rules").([]any)[0].(map[string]any)
+	g.Expect(rule["host"]).To(Equal("snowauth.example.com"), "the Ingress serves externalURL's host")
+	g.Expect(field(ing, "spec", "ingressClassName")).To(Equal("nginx"))
+
+	var keyRole *unstructured.Unstructured
+	for _, o := range ofKind(objs, "Role") {
+		if o.GetName() == "snowauth-ci-authorization-key" {
+			keyRole = o
+		}
+	}
+	g.Expect(keyRole).NotTo(BeNil(), "the manager may read and create its signing key Secret")
+	g.Expect(field(keyRole, "rules")).To(ContainElement(HaveKeyWithValue("resourceNames", ContainElement("snowauth-link-key"))))
+
+	off := helmTemplate(t, "snowauth", "snowauth-system")
+	g.Expect(ofKind(off, "Ingress")).To(BeEmpty(), "off by default")
+	g.Expect(managerArgs(t, off)).NotTo(ContainElement(HavePrefix("--authorization")))
+
+	out, err := helmTemplateOutput(t, "snowauth", "snowauth-system", "--set", "authorization.enable=true")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(string(out)).To(ContainSubstring("authorization.externalURL is required when authorization.enable is true"))
 }
 
 func TestChartReadsTheCABundleFromASecretKey(t *testing.T) {
@@ -246,9 +288,19 @@ func TestChartSelectorsFindTheManager(t *testing.T) {
 	objs := helmTemplate(t, "snowauth", "snowauth-system", "--values", allOptionsValues)
 	pod := podLabels(t, objs)
 	g.Expect(selects(field(only(t, objs, "Deployment"), "spec", "selector", "matchLabels"), pod)).To(BeTrue(), "Deployment")
-	svc := only(t, objs, "Service")
-	g.Expect(selects(field(svc, "spec", "selector"), pod)).To(BeTrue(), "metrics Service")
-	g.Expect(containerPortNames(t, objs)).To(ContainElement(field(svc, "spec", "ports").([]any)[0].(map[string]any)["targetPort"]))
+	services := ofKind(objs, "Service")
+	g.Expect(services).To(HaveLen(2), "the metrics and the authorization Services")
+	var svc *unstructured.Unstructured
+	for _, s := range services {
+		if s.GetName() == "snowauth-ci-controller-manager-metrics-service" {
+			svc = s
+		}
+	}
+	g.Expect(svc).NotTo(BeNil())
+	for _, svc := range services {
+		g.Expect(selects(field(svc, "spec", "selector"), pod)).To(BeTrue(), "Service %s", svc.GetName())
+		g.Expect(containerPortNames(t, objs)).To(ContainElement(field(svc, "spec", "ports").([]any)[0].(map[string]any)["targetPort"]), "Service %s", svc.GetName())
+	}
 	g.Expect(selects(field(only(t, objs, "PodDisruptionBudget"), "spec", "selector", "matchLabels"), pod)).To(BeTrue(), "PodDisruptionBudget")
 	np := only(t, objs, "NetworkPolicy")
 	g.Expect(selects(field(np, "spec", "podSelector", "matchLabels"), pod)).To(BeTrue(), "NetworkPolicy")
@@ -263,6 +315,15 @@ func TestChartSelectorsFindTheManager(t *testing.T) {
 		svcLabels[k] = v
 	}
 	g.Expect(selects(field(sm, "spec", "selector", "matchLabels"), svcLabels)).To(BeTrue(), "ServiceMonitor")
+	for _, other := range services {
+		if other != svc {
+			labels := map[string]any{}
+			for k, v := range other.GetLabels() {
+				labels[k] = v
+			}
+			g.Expect(selects(field(sm, "spec", "selector", "matchLabels"), labels)).To(BeFalse(), "the ServiceMonitor scrapes only the metrics Service")
+		}
+	}
 	g.Expect(field(sm, "spec", "endpoints").([]any)[0]).To(HaveKeyWithValue("port", field(svc, "spec", "ports").([]any)[0].(map[string]any)["name"]))
 }
 
