@@ -159,6 +159,9 @@ func (r *ServiceNowConnectionReconciler) reconcile(ctx context.Context, s *scope
 	if s.conn.Spec.Suspend {
 		return nil
 	}
+	if err := r.readRefreshToken(ctx, s); err != nil {
+		return err
+	}
 	// Most reconciles find nothing due (a watch event about snowauth's own
 	// write, say): decide that from the credentials Secret's metadata in the
 	// cache and read the Secret itself only when a request may be made, or
@@ -305,8 +308,7 @@ func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, 
 
 // credentialsVersionFromCache sets s.creds to the credentials Secret's
 // identity (no data) as the metadata cache knows it, or nil when it does not
-// exist, and reads the refresh-token Secret. It returns false when there is
-// no metadata cache to ask.
+// exist. It returns false when there is no metadata cache to ask.
 func (r *ServiceNowConnectionReconciler) credentialsVersionFromCache(ctx context.Context, s *scope) (bool, error) {
 	if r.secretMeta == nil {
 		return false, nil
@@ -321,7 +323,7 @@ func (r *ServiceNowConnectionReconciler) credentialsVersionFromCache(ctx context
 	default:
 		s.creds = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: meta.Namespace, Name: meta.Name, ResourceVersion: meta.ResourceVersion}}
 	}
-	return true, r.readRefreshToken(ctx, s)
+	return true, nil
 }
 
 // secretExists returns nil when the metadata cache knows Secret key (or
@@ -343,7 +345,7 @@ func (r *ServiceNowConnectionReconciler) readCredentials(ctx context.Context, s 
 		return client.IgnoreNotFound(err)
 	}
 	s.creds = creds
-	return r.readRefreshToken(ctx, s)
+	return nil
 }
 
 // readRefreshToken reads the refresh-token Secret of the AuthorizationCode
