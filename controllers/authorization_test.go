@@ -17,8 +17,8 @@ import (
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 	"github.com/snowauth/snowauth/internal/authserver"
-	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
+	"github.com/snowauth/snowauth/internal/testenv"
 )
 
 // withAuthorization runs the authorization server of the AuthorizationCode
@@ -34,9 +34,7 @@ func withAuthorization() harnessOption {
 		external, _ := url.Parse(h.auth.URL)
 		h.links = &authserver.Links{Signer: signer, ExternalURL: external}
 		h.sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: clientSecret, ApplicationUser: appUser, RedirectURL: h.links.RedirectURI()})
-		tokens, err := servicenow.NewClient(servicenow.Options{AllowedDomains: []string{"localhost"}, CABundle: h.sim.CACertPEM(), Timeout: time.Second})
-		h.g.Expect(err).NotTo(HaveOccurred())
-		h.authSrv = &authserver.Server{Client: env.Client, APIReader: env.Client, Tokens: tokens, Links: h.links}
+		h.authSrv = &authserver.Server{Client: env.Client, APIReader: env.Client, Tokens: testenv.ClientFor(h.t, h.sim, time.Second), Links: h.links}
 		handler = h.authSrv.Handler()
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,7 +22,6 @@ import (
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 	"github.com/snowauth/snowauth/internal/authserver"
-	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
 	"github.com/snowauth/snowauth/internal/testenv"
 )
@@ -105,15 +103,9 @@ func newHarness(t *testing.T, lifespan time.Duration, opts ...harnessOption) *ha
 // write its client makes.
 func (h *harness) startManager() {
 	h.t.Helper()
-	tokens, err := servicenow.NewClient(servicenow.Options{
-		AllowedDomains: []string{"localhost"},
-		CABundle:       h.sim.CACertPEM(),
-		Timeout:        time.Second,
-	})
-	h.g.Expect(err).NotTo(HaveOccurred())
 	h.mgr, h.stop = env.StartManager(h.t, testenv.Manager{
 		Namespaces:    []string{h.ns},
-		Tokens:        tokens,
+		Tokens:        testenv.ClientFor(h.t, h.sim, time.Second),
 		Authorization: h.links,
 		Logs:          h.logs,
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
@@ -149,7 +141,7 @@ func (h *harness) clientCredentials() map[string]string {
 // which the test manager's allowlist permits (an IP address would not match
 // a domain suffix, as with real instances).
 func (h *harness) instanceURL() string {
-	return strings.Replace(h.sim.URL(), "127.0.0.1", "localhost", 1)
+	return h.sim.LocalhostURL()
 }
 
 // connection creates a connection using credentials Secret creds.

@@ -128,7 +128,7 @@ func run(ctx context.Context, d demo) (err error) {
 		}
 	}
 	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: demoSecret, ApplicationUser: appUser, RedirectURL: authURL + "/callback"})
-	instance := strings.Replace(sim.URL(), "127.0.0.1", "localhost", 1)
+	instance := sim.LocalhostURL()
 	caFile := filepath.Join(tmp, "simulator-ca.pem")
 	if err := os.WriteFile(caFile, sim.CACertPEM(), 0o600); err != nil {
 		return err

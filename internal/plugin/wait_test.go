@@ -2,7 +2,6 @@ package plugin_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
-	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
 	"github.com/snowauth/snowauth/internal/testenv"
 )
@@ -38,13 +36,7 @@ func startOperator(t *testing.T, ns string) *simulator.Simulator {
 	sim.AddUser(simulator.User{Username: appUser, Password: "unused-app-user-password"})
 	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: clientSecret, ApplicationUser: appUser})
 
-	tokens, err := servicenow.NewClient(servicenow.Options{
-		AllowedDomains: []string{"localhost"},
-		CABundle:       sim.CACertPEM(),
-		Timeout:        5 * time.Second,
-	})
-	g.Expect(err).NotTo(HaveOccurred())
-	env.StartManager(t, testenv.Manager{Namespaces: []string{ns}, Tokens: tokens})
+	env.StartManager(t, testenv.Manager{Namespaces: []string{ns}, Tokens: testenv.ClientFor(t, sim, 5*time.Second)})
 	return sim
 }
 
@@ -57,7 +49,7 @@ func readyConnection(g *WithT, sim *simulator.Simulator, ns, name string) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials"},
 		StringData: map[string]string{
 			// localhost, not 127.0.0.1: the manager's allowlist holds domains.
-			"instance":      strings.Replace(sim.URL(), "127.0.0.1", "localhost", 1),
+			"instance":      sim.LocalhostURL(),
 			"client_id":     clientID,
 			"client_secret": clientSecret,
 		},

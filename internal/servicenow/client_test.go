@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -136,7 +135,7 @@ func TestTokenGrants(t *testing.T) {
 	t.Run("gets a token from a full https URL with a port, as for on-premise instances", func(t *testing.T) {
 		g := NewWithT(t)
 		f := newFixture(t, simulator.Options{})
-		base, err := f.client.ResolveInstance(strings.Replace(f.sim.URL(), "127.0.0.1", "localhost", 1))
+		base, err := f.client.ResolveInstance(f.sim.LocalhostURL())
 		g.Expect(err).NotTo(HaveOccurred())
 		req := f.request(servicenow.GrantPassword)
 		req.InstanceURL = base
@@ -390,7 +389,7 @@ var failureCases = []failureCase{
 		grant:   servicenow.GrantPassword,
 		setup: func(t *testing.T, f *fixture, r *servicenow.TokenRequest) {
 			var err error
-			r.InstanceURL, err = f.client.ResolveInstance(strings.Replace(f.sim.URL(), "127.0.0.1", "localhost", 1))
+			r.InstanceURL, err = f.client.ResolveInstance(f.sim.LocalhostURL())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -622,7 +621,7 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 
 	for _, status := range []int{301, 302, 303, 307, 308} {
 		f.sim.SetFault(simulator.Fault{Kind: simulator.FaultRedirect, Status: status,
-			Location: strings.Replace(elsewhere.URL(), "127.0.0.1", "localhost", 1) + "/oauth_token.do"})
+			Location: elsewhere.LocalhostURL() + "/oauth_token.do"})
 
 		_, err := f.client.Token(context.Background(), f.request(servicenow.GrantPassword))
 

@@ -132,7 +132,7 @@ func (b *bench) start(ctx context.Context, res *results) error {
 	}
 	// The manager's allowlist holds domain names, as for real instances;
 	// the certificate is valid for localhost too.
-	b.instanceURL = strings.Replace(b.sim.URL(), "127.0.0.1", "localhost", 1)
+	b.instanceURL = b.sim.LocalhostURL()
 
 	if b.watch, err = startWatcher(ctx, cfg, b.scheme); err != nil {
 		return err

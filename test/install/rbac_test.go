@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
-	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
 	"github.com/snowauth/snowauth/internal/testenv"
 )
@@ -92,10 +91,7 @@ func startOperator(t *testing.T, namespace, serviceAccount string, watch []strin
 	sim.AddUser(simulator.User{Username: appUser, Password: "unused-app-user-password"})
 	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: clientSecret, ApplicationUser: appUser})
 
-	tokens, err := servicenow.NewClient(servicenow.Options{
-		AllowedDomains: []string{"localhost"}, CABundle: sim.CACertPEM(), Timeout: 5 * time.Second,
-	})
-	g.Expect(err).NotTo(HaveOccurred())
+	tokens := testenv.ClientFor(t, sim, 5*time.Second)
 
 	cfg := runAs(namespace, serviceAccount)
 	logs := &testenv.SyncBuffer{}
@@ -126,7 +122,7 @@ func startOperator(t *testing.T, namespace, serviceAccount string, watch []strin
 func (o *operator) expectKeepsATokenFresh(ns string) {
 	o.t.Helper()
 	g, ctx := NewWithT(o.t), context.Background()
-	instance := strings.Replace(o.sim.URL(), "127.0.0.1", "localhost", 1)
+	instance := o.sim.LocalhostURL()
 	g.Expect(env.Client.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds"},
 		StringData: map[string]string{"instance": instance, "client_id": clientID, "client_secret": clientSecret},

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -218,6 +219,11 @@ func urlHost(a net.Addr) string {
 // URL is the instance's base URL, https://127.0.0.1:PORT. The certificate is
 // also valid for https://localhost:PORT.
 func (s *Simulator) URL() string { return s.url }
+
+// LocalhostURL is URL with the host name localhost instead of 127.0.0.1:
+// the form to give a client whose allowlist holds domain suffixes, as
+// snowauth's does (an IP address matches no domain, as with real instances).
+func (s *Simulator) LocalhostURL() string { return strings.Replace(s.url, "127.0.0.1", "localhost", 1) }
 
 // CACertPEM is the simulator's CA certificate, for a client's CA bundle.
 func (s *Simulator) CACertPEM() []byte { return slices.Clone(s.ca.caPEM) }
