@@ -94,7 +94,9 @@ type TokenSecretSpec struct {
 	// name of the token Secret, in the connection's namespace. Defaults to
 	// "<connection name>-token". snowauth never takes over a Secret it did not
 	// create: if a Secret of that name exists without this connection as its
-	// controller, the connection reports SecretConflict.
+	// controller, the connection reports SecretConflict. It cannot be
+	// "<connection name>-refresh-token", the name snowauth reserves for the
+	// refresh token of the AuthorizationCode grant.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
@@ -107,16 +109,23 @@ type TokenSecretSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('servicenow.snowauth.dev/') && k != 'app.kubernetes.io/managed-by')",message="label keys under servicenow.snowauth.dev/ and the key app.kubernetes.io/managed-by are reserved for snowauth"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="label keys must be an optional DNS subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.indexOf('/') <= 253 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="label keys must be qualified names: an optional prefix of at most 253 characters (a DNS subdomain: lower-case letters, digits, '-' and '.') and '/', then a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 63 && self[k].matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))",message="label values must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	Labels map[string]LabelValue `json:"labels,omitempty"`
 
 	// annotations to add to the token Secret, for example for a tool that
-	// copies Secrets across namespaces. Keys under servicenow.snowauth.dev/ and
-	// app.kubernetes.io/managed-by are reserved for snowauth.
+	// copies Secrets across namespaces. Keys are qualified names, like label
+	// keys; keys under servicenow.snowauth.dev/ and app.kubernetes.io/managed-by
+	// are reserved for snowauth. Keys and values may total at most 261120
+	// characters (255 KiB): Kubernetes allows 256 KiB of annotations on the
+	// Secret, and snowauth adds its own (about 100 bytes). Kubernetes counts
+	// UTF-8 bytes, so a value with non-ASCII characters takes more of its
+	// limit than it does of this one.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('servicenow.snowauth.dev/') && k != 'app.kubernetes.io/managed-by')",message="annotation keys under servicenow.snowauth.dev/ and the key app.kubernetes.io/managed-by are reserved for snowauth"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.indexOf('/') <= 253 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="annotation keys must be qualified names: an optional prefix of at most 253 characters (a DNS subdomain: lower-case letters, digits, '-' and '.') and '/', then a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	// +kubebuilder:validation:XValidation:rule="self.map(k, size(k) + size(self[k])).sum() <= 261120",message="annotations must total at most 261120 characters (255 KiB) of keys and values: Kubernetes limits a Secret's annotations to 256 KiB and snowauth adds its own; shorten or remove some"
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
@@ -294,6 +303,8 @@ type ServiceNowConnectionStatus struct {
 // +kubebuilder:validation:XValidation:rule="has(self.spec.tokenSecret) && has(self.spec.tokenSecret.name) || self.spec.credentialsSecretRef.name != self.metadata.name + '-token'",message="the default token Secret name <connection name>-token equals credentialsSecretRef.name: set spec.tokenSecret.name or rename the credentials Secret"
 // +kubebuilder:validation:XValidation:rule="has(self.spec.tokenSecret) && has(self.spec.tokenSecret.name) || size(self.metadata.name) <= 247",message="the connection name is too long for the default token Secret name <connection name>-token (253 characters at most): shorten it or set spec.tokenSecret.name"
 // +kubebuilder:validation:XValidation:rule="self.spec.grantType != 'AuthorizationCode' || size(self.metadata.name) <= 239",message="the connection name is too long for the refresh-token Secret <connection name>-refresh-token (253 characters at most)"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.tokenSecret) || !has(self.spec.tokenSecret.name) || self.spec.tokenSecret.name != self.metadata.name + '-refresh-token'",message="spec.tokenSecret.name must not be <connection name>-refresh-token: snowauth reserves that Secret for the refresh token of the AuthorizationCode grant; choose another name"
+// +kubebuilder:validation:XValidation:rule="self.spec.grantType != 'AuthorizationCode' || self.spec.credentialsSecretRef.name != self.metadata.name + '-refresh-token'",message="spec.credentialsSecretRef.name must not be <connection name>-refresh-token with grantType AuthorizationCode: snowauth keeps the refresh token in that Secret; rename the credentials Secret"
 type ServiceNowConnection struct {
 	metav1.TypeMeta `json:",inline"`
 

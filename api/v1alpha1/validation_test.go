@@ -7,6 +7,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
@@ -156,7 +157,75 @@ func TestAdmissionRejectsBadInputWithAClearMessage(t *testing.T) {
 			mutate: func(c *snowv1.ServiceNowConnection) {
 				c.Spec.TokenSecret.Labels = map[string]snowv1.LabelValue{"has space": "x"}
 			},
-			message: "label keys must be an optional DNS subdomain prefix",
+			message: "label keys must be qualified names",
+		},
+		{
+			name: "rejects a token Secret label key whose prefix has upper-case letters",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Labels = map[string]snowv1.LabelValue{"Example.com/team": "orders"}
+			},
+			message: "label keys must be qualified names: an optional prefix of at most 253 characters (a DNS subdomain: lower-case letters, digits, '-' and '.') and '/', then a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+		},
+		{
+			name: "rejects a token Secret label key whose prefix is longer than 253 characters",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Labels = map[string]snowv1.LabelValue{subdomain(254) + "/team": "orders"}
+			},
+			message: "label keys must be qualified names",
+		},
+		{
+			name: "rejects a token Secret annotation key with a space",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Annotations = map[string]string{"example.com/ops note": "rotated by the platform team"}
+			},
+			message: "annotation keys must be qualified names: an optional prefix of at most 253 characters (a DNS subdomain: lower-case letters, digits, '-' and '.') and '/', then a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+		},
+		{
+			name: "rejects a token Secret annotation key whose prefix has upper-case letters",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Annotations = map[string]string{"Example.com/owner": "orders"}
+			},
+			message: "annotation keys must be qualified names",
+		},
+		{
+			name: "rejects a token Secret annotation key whose prefix is longer than 253 characters",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Annotations = map[string]string{subdomain(254) + "/owner": "orders"}
+			},
+			message: "annotation keys must be qualified names",
+		},
+		{
+			name: "rejects token Secret annotations larger than Kubernetes allows on the Secret",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Annotations = map[string]string{
+					"example.com/a": strings.Repeat("x", 131072),
+					"example.com/b": strings.Repeat("x", 131072),
+				}
+			},
+			message: "annotations must total at most 261120 characters (255 KiB) of keys and values: Kubernetes limits a Secret's annotations to 256 KiB and snowauth adds its own; shorten or remove some",
+		},
+		{
+			name: "rejects a token Secret named like the refresh-token Secret",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Name = "orders-refresh-token"
+			},
+			message: "spec.tokenSecret.name must not be <connection name>-refresh-token: snowauth reserves that Secret for the refresh token of the AuthorizationCode grant; choose another name",
+		},
+		{
+			name: "rejects an AuthorizationCode token Secret named like its refresh-token Secret",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantAuthorizationCode
+				c.Spec.TokenSecret.Name = "orders-refresh-token"
+			},
+			message: "spec.tokenSecret.name must not be <connection name>-refresh-token",
+		},
+		{
+			name: "rejects an AuthorizationCode credentials Secret named like its refresh-token Secret",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantAuthorizationCode
+				c.Spec.CredentialsSecretRef.Name = "orders-refresh-token"
+			},
+			message: "spec.credentialsSecretRef.name must not be <connection name>-refresh-token with grantType AuthorizationCode: snowauth keeps the refresh token in that Secret; rename the credentials Secret",
 		},
 		{
 			name: "rejects a token Secret label value with a space",
@@ -244,6 +313,125 @@ func TestAdmissionRejectsBadInputWithAClearMessage(t *testing.T) {
 			g.Expect(err.Error()).To(ContainSubstring(tc.message))
 		})
 	}
+}
+
+// subdomain returns a valid DNS subdomain of n characters: labels of 62
+// letters joined by dots.
+func subdomain(n int) string {
+	b := []byte(strings.Repeat("a", n))
+	for i := 62; i < n-1; i += 63 {
+		b[i] = '.'
+	}
+	return string(b)
+}
+
+// TestTokenSecretKeysAreAdmittedExactlyWhenKubernetesAcceptsThemOnASecret
+// checks the label and annotation key rules against the API server's own
+// validation of a Secret: a key that admission accepts must not make the
+// token Secret fail later, and a key a Secret could carry must not be refused.
+func TestTokenSecretKeysAreAdmittedExactlyWhenKubernetesAcceptsThemOnASecret(t *testing.T) {
+	keys := []struct {
+		name  string
+		key   string
+		valid bool
+	}{
+		{"a prefixed key such as example.com/owner is accepted", "example.com/owner", true},
+		{"a key without a prefix such as team is accepted", "team", true},
+		{"a key with dots, dashes and underscores such as a.b/c_d.e-f is accepted", "a.b/c_d.e-f", true},
+		{"a one-character key is accepted", "A", true},
+		{"upper-case letters in the name part are accepted", "Team.Name", true},
+		{"a name part of 63 characters is accepted", strings.Repeat("n", 63), true},
+		{"a 253-character prefix with a 63-character name is accepted", subdomain(253) + "/" + strings.Repeat("n", 63), true},
+		{"a key with a space such as example.com/ops note is rejected", "example.com/ops note", false},
+		{"an upper-case prefix is rejected", "Example.com/team", false},
+		{"an underscore in the prefix is rejected", "example_com/team", false},
+		{"a prefix longer than 253 characters is rejected", subdomain(254) + "/team", false},
+		{"a name part longer than 63 characters after a prefix is rejected", "example.com/" + strings.Repeat("n", 64), false},
+		{"a key longer than 63 characters without a prefix is rejected", strings.Repeat("n", 64), false},
+		{"an empty prefix is rejected", "/team", false},
+		{"an empty name part is rejected", "example.com/", false},
+		{"a second slash is rejected", "a/b/c", false},
+		{"a name starting with a dash is rejected", "-team", false},
+		{"a name ending with an underscore is rejected", "team_", false},
+		{"a prefix ending with a dot is rejected", "example.com./team", false},
+	}
+	for _, tc := range keys {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := context.Background()
+			ns := env.Namespace(t)
+
+			secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+				Namespace:   ns,
+				Name:        "plain",
+				Labels:      map[string]string{tc.key: "x"},
+				Annotations: map[string]string{tc.key: "x"},
+			}}
+			secretErr := env.Client.Create(ctx, secret)
+			g.Expect(secretErr == nil).To(Equal(tc.valid), "a Secret with this label and annotation key: %v", secretErr)
+
+			asLabel := minimal(ns, "label")
+			asLabel.Spec.TokenSecret.Labels = map[string]snowv1.LabelValue{tc.key: "x"}
+			asAnnotation := minimal(ns, "annotation")
+			asAnnotation.Spec.TokenSecret.Annotations = map[string]string{tc.key: "x"}
+			for _, conn := range []*snowv1.ServiceNowConnection{asLabel, asAnnotation} {
+				err := env.Client.Create(ctx, conn)
+				if tc.valid {
+					g.Expect(err).NotTo(HaveOccurred(), "connection %s", conn.Name)
+				} else {
+					g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "connection %s: expected an Invalid error, got %v", conn.Name, err)
+					g.Expect(err.Error()).To(ContainSubstring("keys must be qualified names"))
+				}
+			}
+		})
+	}
+}
+
+// TestTokenSecretAnnotationsUpToTheLimitFitOnTheSecret fills the annotations
+// to exactly the admitted total and checks that the token Secret, with the
+// annotation snowauth adds, is still accepted by the API server.
+func TestTokenSecretAnnotationsUpToTheLimitFitOnTheSecret(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	const limit = 261120
+	annotations := map[string]string{
+		"example.com/a": strings.Repeat("x", 131072),
+		"example.com/b": strings.Repeat("x", limit-2*len("example.com/a")-131072),
+	}
+	total := 0
+	for k, v := range annotations {
+		total += len(k) + len(v)
+	}
+	g.Expect(total).To(Equal(limit))
+
+	conn := minimal(ns, "orders")
+	conn.Spec.TokenSecret.Annotations = annotations
+	g.Expect(env.Client.Create(ctx, conn)).To(Succeed())
+
+	onSecret := map[string]string{"servicenow.snowauth.dev/token-sha256": strings.Repeat("f", 64)}
+	for k, v := range annotations {
+		onSecret[k] = v
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: conn.TokenSecretName(), Annotations: onSecret}}
+	g.Expect(env.Client.Create(ctx, secret)).To(Succeed())
+}
+
+func TestRefreshTokenSecretNameIsFreeForOtherUses(t *testing.T) {
+	t.Run("the default token Secret of an AuthorizationCode connection is accepted", func(t *testing.T) {
+		g := NewWithT(t)
+		conn := minimal(env.Namespace(t), "orders")
+		conn.Spec.GrantType = snowv1.GrantAuthorizationCode
+		g.Expect(env.Client.Create(context.Background(), conn)).To(Succeed())
+		g.Expect(conn.TokenSecretName()).NotTo(Equal(conn.RefreshTokenSecretName()))
+	})
+	t.Run("a RefreshToken connection may read its credentials from <name>-refresh-token", func(t *testing.T) {
+		g := NewWithT(t)
+		conn := minimal(env.Namespace(t), "orders")
+		conn.Spec.GrantType = snowv1.GrantRefreshToken
+		conn.Spec.CredentialsSecretRef.Name = "orders-refresh-token"
+		g.Expect(env.Client.Create(context.Background(), conn)).To(Succeed())
+	})
 }
 
 func TestStatusIsWrittenOnlyThroughTheStatusSubresource(t *testing.T) {
