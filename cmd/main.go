@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -162,18 +161,13 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	r := &controllers.ServiceNowConnectionReconciler{
-		Client:        mgr.GetClient(),
-		Recorder:      mgr.GetEventRecorder("snowauth"),
+	if _, err := controllers.AddConnectionController(mgr, controllers.Options{
 		Tokens:        tokens,
 		Authorization: links,
-	}
-	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.maxConcurrent}, namespaces); err != nil {
+		Namespaces:    namespaces,
+		Controller:    controller.Options{MaxConcurrentReconciles: o.maxConcurrent},
+	}); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)
-	}
-	// Per-connection metrics, computed from the cache at scrape time.
-	if err := ctrlmetrics.Registry.Register(&controllers.ConnectionCollector{Reader: mgr.GetCache()}); err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

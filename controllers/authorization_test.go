@@ -153,15 +153,22 @@ func TestAuthorizationCodeFlowFromLinkToRefreshAndBack(t *testing.T) {
 	g.Expect(h.readyStatus("catalog")()).To(Equal("True/TokenValid"))
 	g.Expect(h.authorizationURL("catalog")).NotTo(Equal(link), "a fresh link, not the used one")
 
-	// ServiceNow rejects the refresh token (expired or revoked): back to
-	// AuthorizationRequired with a link, the access token left in place.
+	// ServiceNow rejects the refresh token (expired or revoked):
+	// RefreshTokenRejected with a link, the access token left in place.
 	before := h.tokenSecret("catalog-token").Data
 	h.sim.RevokeToken(refreshToken)
 	h.requestRefresh("catalog", "after-revocation")
-	g.Eventually(h.conditionReason("catalog", snowv1.ConditionRefreshFailed), soon, interval).Should(Equal("AuthorizationRequired"))
-	g.Expect(h.conditionReason("catalog", snowv1.ConditionStalled)()).To(Equal("AuthorizationRequired"))
+	g.Eventually(h.conditionReason("catalog", snowv1.ConditionRefreshFailed), soon, interval).Should(Equal("RefreshTokenRejected"))
+	g.Expect(h.conditionReason("catalog", snowv1.ConditionStalled)()).To(Equal("RefreshTokenRejected"))
 	g.Expect(h.condition("catalog", snowv1.ConditionRefreshFailed).Message).To(ContainSubstring("rejected the stored refresh token"))
 	g.Expect(h.tokenSecret("catalog-token").Data).To(Equal(before))
+	g.Eventually(func() string { return h.authorizationURL("catalog") }, soon, interval).ShouldNot(BeEmpty())
+
+	// An unrelated change to the connection does not send the rejected
+	// refresh token again: only a new authorization (or the slow retry) does.
+	rejected := h.tokenRequests(simulator.GrantRefreshToken)()
+	h.annotate("catalog", "example.com/owner", "team-a")
+	g.Consistently(h.tokenRequests(simulator.GrantRefreshToken), 3*time.Second, interval).Should(Equal(rejected))
 
 	// Authorising again replaces the refresh token; the connection recovers.
 	again := h.open(h.login(h.authorizationURL("catalog"), true))

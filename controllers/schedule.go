@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Scheduling constants. They are deliberately not flags: they encode how
@@ -16,10 +18,6 @@ const (
 	// (rejected credentials, a missing Secret key). A change to the
 	// credentials Secret or the spec retries at once instead.
 	slowRetry = 15 * time.Minute
-
-	// maxRetryAfter caps a server's Retry-After, so a bad header cannot park
-	// a connection for days.
-	maxRetryAfter = time.Hour
 
 	// minDelay keeps any computed delay from turning into a hot loop.
 	minDelay = time.Second
@@ -57,15 +55,15 @@ func refreshTime(issued, expiry time.Time, refreshBefore *time.Duration, jitter 
 // retryDelay is how long to wait before the next token request after
 // failures consecutive failures (1 for the first) of the given kind.
 //
-//   - a server's Retry-After wins (capped at an hour): asking earlier only
-//     prolongs a rate limit;
+//   - a server's Retry-After wins (the ServiceNow client caps it at an
+//     hour): asking earlier only prolongs a rate limit;
 //   - failures a person must fix wait slowRetry;
 //   - transient failures back off exponentially from retryBase to retryCap
 //     with full jitter, pulled in to land before a still-valid token
 //     expires where that is possible.
 func retryDelay(f *failure, failures int32, now time.Time, tokenExpiry *time.Time, jitter Jitter) time.Duration {
 	if f.retryAfter > 0 {
-		return min(f.retryAfter, maxRetryAfter)
+		return f.retryAfter
 	}
 	if !f.retryable {
 		return slowRetry
@@ -108,4 +106,25 @@ func timeOrZero(t *time.Time) time.Time {
 		return time.Time{}
 	}
 	return *t
+}
+
+func (r *ServiceNowConnectionReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *ServiceNowConnectionReconciler) jitter() Jitter {
+	if r.Jitter != nil {
+		return r.Jitter
+	}
+	return randomJitter
+}
+
+func timeOf(t *metav1.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return &t.Time
 }

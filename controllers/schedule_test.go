@@ -137,11 +137,6 @@ func TestRetryDelay(t *testing.T) {
 			want: 90 * time.Second,
 		},
 		{
-			name:    "caps a very long Retry-After at an hour",
-			failure: rateLimited(72 * time.Hour), failures: 1, jitter: fullJitter,
-			want: time.Hour,
-		},
-		{
 			name:    "lets Retry-After win over the exponential backoff",
 			failure: rateLimited(2 * time.Second), failures: 10, jitter: fullJitter,
 			want: 2 * time.Second,

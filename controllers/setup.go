@@ -2,9 +2,11 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -14,11 +16,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/authserver"
 )
 
 // secretNameIndex indexes connections by the Secrets they name: the
@@ -51,50 +55,86 @@ func namespaceConfig(namespaces []string) map[string]cache.Config {
 	return m
 }
 
-// SetupWithManager registers the reconciler and its watches:
-//   - connections, on spec changes and annotation changes (a refresh
-//     request); status writes do not wake it up;
+// Options are what AddConnectionController needs besides the manager.
+type Options struct {
+	// Tokens talks to ServiceNow (a *servicenow.Client).
+	Tokens TokenSource
+	// Authorization makes the AuthorizationCode grant's start links; nil
+	// when the authorization server is off.
+	Authorization *authserver.Links
+	// Namespaces restricts the watches (nil: every namespace); it must
+	// match the manager's CacheOptions.
+	Namespaces []string
+	// Controller tunes the controller (workers, say).
+	Controller controller.Options
+	// Metrics receives the per-connection collector; nil means
+	// controller-runtime's registry, which the manager serves on /metrics.
+	Metrics prometheus.Registerer
+}
+
+// AddConnectionController is the one place that wires snowauth's
+// reconciler into a manager: cmd/main.go and the tests' managers both call
+// it, so tests run what production runs. It registers:
+//   - the reconciler, watching connections on spec changes and annotation
+//     changes (a refresh request); status writes do not wake it up;
 //   - token Secrets, through their controller owner reference, so a deleted
 //     or edited token Secret is repaired at once;
 //   - every Secret's metadata (name and version only, from a separate
 //     cache), mapped through secretNameIndex to the connections that name
 //     it, so a created or rotated credentials Secret, or a removed
-//     conflicting Secret, is acted on at once without caching Secret data.
-func (r *ServiceNowConnectionReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options, namespaces []string) error {
-	if r.APIReader == nil {
-		r.APIReader = mgr.GetAPIReader()
+//     conflicting Secret, is acted on at once without caching Secret data;
+//   - the per-connection metrics, computed from the cache at scrape time.
+func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnectionReconciler, error) {
+	r := &ServiceNowConnectionReconciler{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorder("snowauth"),
+		Tokens:        o.Tokens,
+		Authorization: o.Authorization,
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &snowv1.ServiceNowConnection{}, secretNameIndex,
 		func(o client.Object) []string {
 			conn := o.(*snowv1.ServiceNowConnection)
 			return []string{conn.Spec.CredentialsSecretRef.Name, conn.TokenSecretName()}
 		}); err != nil {
-		return err
+		return nil, err
 	}
 
 	secretMeta, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme:            mgr.GetScheme(),
 		Mapper:            mgr.GetRESTMapper(),
-		DefaultNamespaces: namespaceConfig(namespaces),
+		DefaultNamespaces: namespaceConfig(o.Namespaces),
 		DefaultTransform:  keepIdentityOnly,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := mgr.Add(secretMeta); err != nil {
-		return err
+		return nil, err
 	}
 	r.secretMeta = secretMeta
 
-	return ctrl.NewControllerManagedBy(mgr).
+	err = ctrl.NewControllerManagedBy(mgr).
 		For(&snowv1.ServiceNowConnection{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
 		WatchesRawSource(source.Kind[client.Object](secretMeta, secretMetadata(),
 			handler.EnqueueRequestsFromMapFunc(r.connectionsNaming))).
-		WithOptions(opts).
+		WithOptions(o.Controller).
 		Named("servicenowconnection").
 		Complete(r)
+	if err != nil {
+		return nil, err
+	}
+
+	metrics := o.Metrics
+	if metrics == nil {
+		metrics = ctrlmetrics.Registry
+	}
+	if err := metrics.Register(&ConnectionCollector{Reader: mgr.GetCache()}); err != nil {
+		return nil, fmt.Errorf("registering the connection metrics: %w", err)
+	}
+	return r, nil
 }
 
 // connectionsNaming maps a Secret to the connections that name it.
@@ -122,13 +162,6 @@ func keepIdentityOnly(in any) (any, error) {
 		}
 	}
 	return in, nil
-}
-
-// secretMetadata is an empty Secret metadata object, for the metadata cache.
-func secretMetadata() *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	return m
 }
 
 // randomJitter is the production Jitter.

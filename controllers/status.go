@@ -1,77 +1,19 @@
 package controllers
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
-	"github.com/snowauth/snowauth/internal/servicenow"
 )
-
-// failure is why the latest attempt to obtain or store a token failed, in the
-// words a person reads in RefreshFailed. It is an error so that reconcile
-// steps can return it; Reconcile records it in status instead of handing it
-// to controller-runtime.
-type failure struct {
-	// reason is the condition reason: a servicenow.Kind or one of the
-	// reasons in api/v1alpha1 (CredentialsNotFound, ...).
-	reason string
-	// message names what to fix: the Secret, the key, the HTTP status and
-	// ServiceNow's error. Never a secret value or a response body.
-	message string
-	// retryable says whether trying again without a change can help.
-	retryable bool
-	// retryAfter is the server's Retry-After, if it sent one.
-	retryAfter time.Duration
-}
-
-func (f *failure) Error() string { return f.message }
-
-// needsPerson builds a failure only a person can fix.
-func needsPerson(reason, format string, args ...any) *failure {
-	return &failure{reason: reason, message: fmt.Sprintf(format, args...)}
-}
-
-// classify is the one place that decides what an error means for a
-// connection: its reason, and whether retrying without a change can help.
-// Errors from the ServiceNow client carry their kind; failures built by the
-// reconcile steps pass through; anything else is not a token failure and
-// returns nil (the caller hands it to controller-runtime).
-func classify(err error) *failure {
-	var f *failure
-	if errors.As(err, &f) {
-		return f
-	}
-	var se *servicenow.Error
-	if errors.As(err, &se) {
-		return &failure{
-			reason:     string(se.Kind),
-			message:    se.Error(),
-			retryable:  se.Kind.Retryable(),
-			retryAfter: se.RetryAfter,
-		}
-	}
-	return nil
-}
-
-// failureFromStatus recovers the latest failure from the RefreshFailed
-// condition, so a reconcile that makes no token request (waiting out a
-// backoff, or a restart) still reports it.
-func failureFromStatus(conds []metav1.Condition) *failure {
-	c := meta.FindStatusCondition(conds, snowv1.ConditionRefreshFailed)
-	if c == nil || c.Status != metav1.ConditionTrue {
-		return nil
-	}
-	return &failure{
-		reason:    c.Reason,
-		message:   c.Message,
-		retryable: !isPrecondition(c.Reason) && servicenow.Kind(c.Reason).Retryable(),
-	}
-}
 
 // statusInput is everything the conditions depend on.
 type statusInput struct {
@@ -80,8 +22,8 @@ type statusInput struct {
 	suspended  bool
 	// secretName is the token Secret's name.
 	secretName string
-	// expiry is when the token in the token Secret expires; nil when the
-	// Secret holds no token snowauth wrote.
+	// expiry is when the token really in the token Secret now expires; nil
+	// when the Secret holds no token snowauth wrote.
 	expiry *time.Time
 	// failure is the latest attempt's failure; nil when it succeeded or no
 	// attempt was made yet.
@@ -97,7 +39,7 @@ type statusInput struct {
 func conditions(in statusInput) []metav1.Condition {
 	cond := func(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
 		return metav1.Condition{
-			Type: typ, Status: status, Reason: reason, Message: msg,
+			Type: typ, Status: status, Reason: reason, Message: bound(printable(msg), maxConditionMessage),
 			ObservedGeneration: in.generation, LastTransitionTime: metav1.NewTime(in.now),
 		}
 	}
@@ -155,5 +97,65 @@ func setConditions(conds *[]metav1.Condition, desired []metav1.Condition) {
 	}
 	for _, c := range desired {
 		meta.SetStatusCondition(conds, c)
+	}
+}
+
+// writeStatus computes the conditions from what the token Secret really
+// holds now and writes status once, and only if something changed: an idle
+// reconcile makes no API write. It runs whatever failed before it.
+func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *snowv1.ServiceNowConnection, s *scope) error {
+	conn := s.conn
+	var expiry *time.Time
+	conn.Status.ExpiresAt = nil
+	if s.stored != nil {
+		expiry = &s.stored.expiry
+		conn.Status.ExpiresAt = &metav1.Time{Time: s.stored.expiry}
+		conn.Status.InstanceURL = s.stored.instanceURL
+	}
+	if s.secret != nil {
+		conn.Status.TokenSecretName = s.secret.Name
+	}
+	reauthorize := r.authorizationStatus(s)
+	setConditions(&conn.Status.Conditions, conditions(statusInput{
+		now:         s.now,
+		generation:  conn.Generation,
+		suspended:   conn.Spec.Suspend,
+		secretName:  conn.TokenSecretName(),
+		expiry:      expiry,
+		failure:     s.failure,
+		reauthorize: reauthorize,
+	}))
+	conn.Status.ObservedGeneration = conn.Generation
+	if equality.Semantic.DeepEqual(base.Status, conn.Status) {
+		return nil
+	}
+	err := r.Status().Patch(ctx, conn, client.MergeFrom(base))
+	if apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsBadRequest(err) {
+		// Something in status was refused (a policy, a size limit). Write
+		// what tells the truth and what keeps the schedule (without it,
+		// every reconcile would ask ServiceNow again); leave out the links
+		// and names.
+		logf.FromContext(ctx).Info("status was refused; writing the conditions and the schedule alone", "reason", apierrors.ReasonForError(err))
+		minimal := base.DeepCopy()
+		in, out := &conn.Status, &minimal.Status
+		out.Conditions, out.ObservedGeneration, out.ExpiresAt, out.InstanceURL = in.Conditions, in.ObservedGeneration, in.ExpiresAt, in.InstanceURL
+		out.NextRefreshTime, out.ConsecutiveFailures, out.LastFailureTime = in.NextRefreshTime, in.ConsecutiveFailures, in.LastFailureTime
+		out.CredentialsResourceVersion, out.LastHandledRefreshRequest = in.CredentialsResourceVersion, in.LastHandledRefreshRequest
+		if err = r.Status().Patch(ctx, minimal, client.MergeFrom(base)); err == nil {
+			conn.ResourceVersion = minimal.ResourceVersion
+		}
+	}
+	if err != nil {
+		return err
+	}
+	r.written.Store(client.ObjectKeyFromObject(conn), conn.ResourceVersion)
+	return nil
+}
+
+// event records an Event about conn, its note bounded to what the Events
+// API keeps.
+func (r *ServiceNowConnectionReconciler) event(conn *snowv1.ServiceNowConnection, typ, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(conn, nil, typ, reason, action, "%s", bound(printable(fmt.Sprintf(note, args...)), maxEventNote))
 	}
 }

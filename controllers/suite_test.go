@@ -235,6 +235,18 @@ func (h *harness) requestRefresh(name, value string) {
 	h.g.Expect(env.Client.Patch(h.ctx, c, patch)).To(Succeed())
 }
 
+// annotate sets an annotation of the connection.
+func (h *harness) annotate(name, key, value string) {
+	h.t.Helper()
+	c := h.get(name)
+	patch := client.MergeFrom(c.DeepCopy())
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	c.Annotations[key] = value
+	h.g.Expect(env.Client.Patch(h.ctx, c, patch)).To(Succeed())
+}
+
 // reconciles is how many reconciles of the servicenowconnection controller
 // finished in this process, read from controller-runtime's own metric.
 func reconciles() float64 {

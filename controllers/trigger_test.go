@@ -43,7 +43,7 @@ func TestRefreshTrigger(t *testing.T) {
 			creds: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 				Namespace: "team-a", Name: "snow-creds", ResourceVersion: credsVersion,
 			}},
-			token: "the-token-snowauth-wrote",
+			stored: &storedToken{accessToken: "the-token-snowauth-wrote", expiry: t0.Add(20 * time.Minute)},
 		}
 	}
 	// failed records in status, as Reconcile would have, that the latest
@@ -70,12 +70,9 @@ func TestRefreshTrigger(t *testing.T) {
 	)
 
 	for _, tc := range []struct {
-		name string
-		// unusable says the credentials cannot make a valid request
-		// (refreshTrigger's ready is false).
-		unusable bool
-		mutate   func(s *scope)
-		want     string
+		name   string
+		mutate func(s *scope)
+		want   string
 	}{
 		{
 			name: "requests nothing while the token is fresh and nothing changed",
@@ -102,7 +99,7 @@ func TestRefreshTrigger(t *testing.T) {
 				s.conn.Generation = 1
 				s.conn.Annotations = nil
 				s.conn.Status = snowv1.ServiceNowConnectionStatus{}
-				s.token = ""
+				s.stored = nil
 			},
 			want: "the spec changed",
 		},
@@ -141,10 +138,9 @@ func TestRefreshTrigger(t *testing.T) {
 			want: "the credentials Secret changed",
 		},
 		{
-			name:     "notices at once that the credentials Secret was deleted",
-			unusable: true,
-			mutate:   func(s *scope) { s.creds = nil },
-			want:     "the credentials Secret changed",
+			name:   "notices at once that the credentials Secret was deleted",
+			mutate: func(s *scope) { s.creds = nil },
+			want:   "the credentials Secret changed",
 		},
 		{
 			name: "requests a token when a created credentials Secret replaces a missing one",
@@ -176,7 +172,7 @@ func TestRefreshTrigger(t *testing.T) {
 		},
 		{
 			name:   "requests a token at once when the token Secret holds no token (deleted or edited)",
-			mutate: func(s *scope) { s.token = "" },
+			mutate: func(s *scope) { s.stored = nil },
 			want:   "the token Secret holds no token",
 		},
 		{
@@ -196,7 +192,7 @@ func TestRefreshTrigger(t *testing.T) {
 			name: "waits out an outage's backoff even when the token Secret is missing",
 			mutate: func(s *scope) {
 				failed(s, unavailable, 2, 10*time.Second)
-				s.token = ""
+				s.stored = nil
 			},
 			want: "",
 		},
@@ -204,7 +200,7 @@ func TestRefreshTrigger(t *testing.T) {
 			name: "waits out a rate limit's Retry-After even when the token Secret is missing",
 			mutate: func(s *scope) {
 				failed(s, rateLimited, 1, time.Hour)
-				s.token = ""
+				s.stored = nil
 			},
 			want: "",
 		},
@@ -212,7 +208,7 @@ func TestRefreshTrigger(t *testing.T) {
 			name: "waits for the slow retry after rejected credentials even when the token Secret is missing",
 			mutate: func(s *scope) {
 				failed(s, rejected, 1, 15*time.Minute)
-				s.token = ""
+				s.stored = nil
 			},
 			want: "",
 		},
@@ -220,69 +216,77 @@ func TestRefreshTrigger(t *testing.T) {
 			name: "requests a token once the backoff ends when the token Secret is missing",
 			mutate: func(s *scope) {
 				failed(s, unavailable, 2, 10*time.Second)
-				s.token = ""
+				s.stored = nil
 				s.now = s.now.Add(10 * time.Second)
 			},
 			want: "the token Secret holds no token",
 		},
 		{
-			name:     "does not retry a missing credentials Secret before the slow retry is due",
-			unusable: true,
+			name: "re-checks a missing credentials Secret on every reconcile: that sends nothing to ServiceNow",
 			mutate: func(s *scope) {
 				s.creds = nil
 				s.conn.Status.CredentialsResourceVersion = ""
 				failed(s, snowv1.ReasonCredentialsNotFound, 1, 15*time.Minute)
 			},
-			want: "",
+			want: "re-checking CredentialsNotFound",
 		},
 		{
-			name:     "retries a missing credentials Secret when the slow retry is due",
-			unusable: true,
-			mutate: func(s *scope) {
-				s.creds = nil
-				s.conn.Status.CredentialsResourceVersion = ""
-				failed(s, snowv1.ReasonCredentialsNotFound, 1, 15*time.Minute)
-				s.now = s.now.Add(15 * time.Minute)
-			},
-			want: "the slow retry is due",
-		},
-		{
-			name:     "does not request a token the credentials cannot get, even when the token Secret is missing",
-			unusable: true,
+			name: "re-checks invalid credentials instead of backing off, even when the token Secret is missing",
 			mutate: func(s *scope) {
 				failed(s, snowv1.ReasonCredentialsInvalid, 0, 10*time.Minute)
-				s.token = ""
+				s.stored = nil
+			},
+			want: "re-checking CredentialsInvalid",
+		},
+		{
+			name:   "re-checks an instance that was not allowed",
+			mutate: func(s *scope) { failed(s, notAllowed, 0, 10*time.Minute) },
+			want:   "re-checking InvalidInstance",
+		},
+		{
+			name: "re-checks a conflicting Secret",
+			mutate: func(s *scope) {
+				failed(s, snowv1.ReasonSecretConflict, 0, 10*time.Minute)
+				s.stored = nil
+			},
+			want: "re-checking SecretConflict",
+		},
+		{
+			name: "does not send a refresh token ServiceNow rejected again on an unrelated event",
+			mutate: func(s *scope) {
+				failed(s, snowv1.ReasonRefreshTokenRejected, 1, 15*time.Minute)
+				s.stored = nil
 			},
 			want: "",
 		},
 		{
-			name:     "reports unusable credentials found before the planned refresh without requesting a token",
-			unusable: true,
-			want:     "",
-		},
-		{
-			name:     "tries the slow retry when unusable credentials meet the planned refresh time",
-			unusable: true,
-			mutate:   func(s *scope) { s.now = plannedRefresh },
-			want:     "the slow retry is due",
-		},
-		{
-			name:   "requests a token at once when a missing credentials Secret is no longer missing",
-			mutate: func(s *scope) { failed(s, snowv1.ReasonCredentialsNotFound, 1, 15*time.Minute) },
-			want:   "CredentialsNotFound was resolved",
-		},
-		{
-			name:   "requests a token at once when the instance is allowed again",
-			mutate: func(s *scope) { failed(s, notAllowed, 0, 10*time.Minute) },
-			want:   "InvalidInstance was resolved",
-		},
-		{
-			name: "requests a token at once when the conflicting Secret is gone",
+			name: "does not send rejected credentials again on an unrelated event",
 			mutate: func(s *scope) {
-				failed(s, snowv1.ReasonSecretConflict, 0, 10*time.Minute)
-				s.token = ""
+				failed(s, rejected, 1, 15*time.Minute)
 			},
-			want: "SecretConflict was resolved",
+			want: "",
+		},
+		{
+			name:   "stores a token obtained earlier without waiting for the planned refresh",
+			mutate: func(s *scope) { s.kept = true },
+			want:   "a token obtained earlier is not stored yet",
+		},
+		{
+			name: "waits out the backoff after a refused token Secret write, with the token kept",
+			mutate: func(s *scope) {
+				failed(s, snowv1.ReasonTokenSecretWriteFailed, 2, 10*time.Second)
+				s.kept = true
+			},
+			want: "",
+		},
+		{
+			name: "stores the kept token when the backoff after a refused write ends",
+			mutate: func(s *scope) {
+				failed(s, snowv1.ReasonTokenSecretWriteFailed, 2, 10*time.Second)
+				s.kept = true
+				s.now = s.now.Add(10 * time.Second)
+			},
+			want: "a token obtained earlier is not stored yet",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -290,7 +294,7 @@ func TestRefreshTrigger(t *testing.T) {
 			if tc.mutate != nil {
 				tc.mutate(s)
 			}
-			NewWithT(t).Expect(refreshTrigger(s, !tc.unusable)).To(Equal(tc.want))
+			NewWithT(t).Expect(refreshTrigger(s)).To(Equal(tc.want))
 		})
 	}
 }

@@ -67,6 +67,20 @@ const (
 	// or ServiceNow rejected it). A person opens status.authorizationURL.
 	ReasonAuthorizationRequired = "AuthorizationRequired"
 
+	// ReasonRefreshTokenRejected (Ready=False once the access token expires,
+	// Stalled=True): ServiceNow rejected the stored refresh token of the
+	// AuthorizationCode grant (it expired or was revoked). A person opens
+	// status.authorizationURL; snowauth does not ask again before the slow
+	// retry or a new authorization.
+	ReasonRefreshTokenRejected = "RefreshTokenRejected"
+
+	// ReasonTokenSecretWriteFailed (RefreshFailed=True, Reconciling=True):
+	// a token was obtained but the API server refused to write the token
+	// Secret (an admission policy, a ResourceQuota, RBAC). The message
+	// quotes the API server; snowauth keeps the token in memory and writes
+	// it on the next try without another token request.
+	ReasonTokenSecretWriteFailed = "TokenSecretWriteFailed"
+
 	// ReasonAuthorizationServerDisabled (Ready=False, Stalled=True): the
 	// AuthorizationCode grant needs the manager's authorization server, which
 	// is not configured (--authorization-external-url).

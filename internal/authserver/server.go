@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/credentials"
 	"github.com/snowauth/snowauth/internal/servicenow"
 )
 
@@ -34,7 +34,7 @@ const (
 
 // TokenSource is the part of the ServiceNow client the server needs.
 type TokenSource interface {
-	ResolveInstance(instance string) (*url.URL, error)
+	ResolveInstance(instance string) (servicenow.Instance, error)
 	Token(ctx context.Context, req servicenow.TokenRequest) (*servicenow.Token, error)
 }
 
@@ -110,7 +110,7 @@ type flow struct {
 	state    State
 	raw      string
 	conn     *snowv1.ServiceNowConnection
-	instance *url.URL
+	instance servicenow.Instance
 	creds    servicenow.Credentials
 }
 
@@ -152,7 +152,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	creds := f.creds
 	creds.Code, creds.RedirectURI, creds.CodeVerifier = code, s.Links.RedirectURI(), s.Links.Signer.CodeVerifier(f.state.Nonce)
 	tok, err := s.Tokens.Token(r.Context(), servicenow.TokenRequest{
-		InstanceURL: f.instance, Grant: servicenow.GrantAuthorizationCode, Credentials: creds,
+		Instance: f.instance, Grant: servicenow.GrantAuthorizationCode, Credentials: creds,
 	})
 	if err != nil {
 		// The client's errors never carry the code, a secret or the body.
@@ -202,19 +202,15 @@ func (s *Server) resume(r *http.Request) (*flow, int, error) {
 		return nil, http.StatusConflict, fmt.Errorf("connection %s no longer uses the AuthorizationCode grant", name)
 	}
 
-	secret := &corev1.Secret{}
-	if err := s.APIReader.Get(ctx, types.NamespacedName{Namespace: conn.Namespace, Name: conn.Spec.CredentialsSecretRef.Name}, secret); err != nil {
+	secret, err := credentials.Get(ctx, s.APIReader, conn)
+	if err != nil || secret == nil {
 		return nil, http.StatusConflict, fmt.Errorf("the credentials Secret of connection %s cannot be read", name)
 	}
 	if secret.ResourceVersion != st.CredentialsVersion {
 		s.event(conn, corev1.EventTypeWarning, "AuthorizationFailed", "the credentials Secret changed during an authorization; open the new authorization link")
 		return nil, http.StatusConflict, fmt.Errorf("the credentials of connection %s changed since this link was made: open its new authorization link", name)
 	}
-	creds := servicenow.Credentials{
-		ClientID:     strings.TrimSpace(string(secret.Data[snowv1.CredentialsKeyClientID])),
-		ClientSecret: strings.TrimRight(string(secret.Data[snowv1.CredentialsKeyClientSecret]), "\r\n"),
-	}
-	instance, err := s.Tokens.ResolveInstance(strings.TrimSpace(string(secret.Data[snowv1.CredentialsKeyInstance])))
+	creds, err := credentials.Parse(conn, secret, s.Tokens)
 	if err != nil {
 		return nil, http.StatusConflict, fmt.Errorf("connection %s: %s", name, err.Error())
 	}
@@ -224,7 +220,7 @@ func (s *Server) resume(r *http.Request) (*flow, int, error) {
 	if err == nil && stored.Annotations[snowv1.AnnotationAuthorizationNonce] == st.Nonce {
 		return nil, http.StatusConflict, fmt.Errorf("this authorization link of connection %s was used already: open its current link", name)
 	}
-	return &flow{state: st, raw: raw, conn: conn, instance: instance, creds: creds}, 0, nil
+	return &flow{state: st, raw: raw, conn: conn, instance: creds.Instance, creds: creds.Client}, 0, nil
 }
 
 // storeRefreshToken writes the connection's refresh-token Secret: owned by

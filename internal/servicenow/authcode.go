@@ -11,23 +11,22 @@ import (
 //
 //	<base>/oauth_auth.do?client_id=…&code_challenge=…&code_challenge_method=S256&redirect_uri=…&response_type=code&state=…
 //
-// Every value is query-encoded. instance is a base URL from
-// Client.ResolveInstance; only its scheme and host are used. state is
+// Every value is query-encoded. instance comes from Client.ResolveInstance. state is
 // mandatory on new instances (glide.oauth.state.parameter.required), and
 // redirectURI must be exactly the OAuth client's registered Redirect URL and
 // the Credentials.RedirectURI of the later code exchange. codeChallenge is
 // S256Challenge of the verifier the exchange will send; when it is empty
 // neither code_challenge nor code_challenge_method is added (snowauth always
 // sends one). An empty state or redirectURI is left out, as golang.org/x/oauth2
-// does. AuthCodeURL returns "" when instance is nil.
+// does. AuthCodeURL returns "" for the zero Instance.
 //
 // The URL holds no secret, but state and the challenge bind the login to one
 // authorisation: do not log it.
-func AuthCodeURL(instance *url.URL, clientID, redirectURI, state, codeChallenge string) string {
-	if instance == nil {
+func AuthCodeURL(instance Instance, clientID, redirectURI, state, codeChallenge string) string {
+	if instance.IsZero() {
 		return ""
 	}
-	auth := url.URL{Scheme: instance.Scheme, Host: instance.Host, Path: "/oauth_auth.do"}
+	auth := url.URL{Scheme: instance.base.Scheme, Host: instance.base.Host, Path: "/oauth_auth.do"}
 	cfg := oauth2.Config{
 		ClientID:    clientID,
 		RedirectURL: redirectURI,

@@ -74,9 +74,8 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 		g.Expect(tok.ExpiresIn).To(Equal(1799 * time.Second))
 		g.Expect(tok.Expiry).To(Equal(issued.Add(1799 * time.Second)))
 		g.Expect(f.sim.TokenRequests(clientID, "authorization_code")).To(Equal(1))
-		g.Expect(f.client.CheckToken(context.Background(), f.base, tok.AccessToken)).To(Succeed())
 		refreshed, err := f.client.Token(context.Background(), servicenow.TokenRequest{
-			InstanceURL: f.base, Grant: servicenow.GrantRefreshToken,
+			Instance: f.base, Grant: servicenow.GrantRefreshToken,
 			Credentials: servicenow.Credentials{ClientID: clientID, ClientSecret: canaryClientSecret,
 				RefreshToken: tok.RefreshToken},
 		})
@@ -142,7 +141,7 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 func TestAuthCodeURL(t *testing.T) {
 	t.Run("names every parameter of the login step and query-encodes them", func(t *testing.T) {
 		g := NewWithT(t)
-		instance := &url.URL{Scheme: "https", Host: "dev98042.service-now.com"}
+		instance := resolve(t, "dev98042")
 		redirect := "https://snowauth.example.com/callback?connection=a b&x=1"
 		state := "payload+/=.mac&evil=1"
 
@@ -163,9 +162,9 @@ func TestAuthCodeURL(t *testing.T) {
 		g.Expect(u.RawQuery).To(ContainSubstring("state=payload%2B%2F%3D.mac%26evil%3D1"))
 	})
 
-	t.Run("uses only the scheme and host of the instance URL", func(t *testing.T) {
+	t.Run("keeps the port of the instance URL", func(t *testing.T) {
 		g := NewWithT(t)
-		instance := &url.URL{Scheme: "https", Host: "snow.example.com:8443", Path: "/", RawQuery: "x=1"}
+		instance := resolve(t, "https://snow.example.com:8443/")
 
 		u, err := url.Parse(servicenow.AuthCodeURL(instance, "id", redirectURI, "s", "c"))
 
@@ -176,8 +175,22 @@ func TestAuthCodeURL(t *testing.T) {
 	})
 
 	t.Run("returns an empty string without an instance", func(t *testing.T) {
-		NewWithT(t).Expect(servicenow.AuthCodeURL(nil, "id", redirectURI, "s", "c")).To(BeEmpty())
+		NewWithT(t).Expect(servicenow.AuthCodeURL(servicenow.Instance{}, "id", redirectURI, "s", "c")).To(BeEmpty())
 	})
+}
+
+// resolve resolves instance with a client that allows snow.example.com too.
+func resolve(t *testing.T, instance string) servicenow.Instance {
+	t.Helper()
+	c, err := servicenow.NewClient(servicenow.Options{AllowedDomains: append([]string{"snow.example.com"}, servicenow.DefaultAllowedDomains...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, err := c.ResolveInstance(instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
 }
 
 func TestS256ChallengeMatchesRFC7636AppendixB(t *testing.T) {

@@ -41,8 +41,8 @@
 //
 // # Failure kinds
 //
-// Every error returned by Client.Token, Client.CheckToken and
-// Client.ResolveInstance is an *Error. Its Kind is the Kubernetes condition
+// Every error returned by Client.Token and Client.ResolveInstance is an
+// *Error. Its Kind is the Kubernetes condition
 // reason; Kind.Retryable is the one place that says whether retrying can help.
 //
 //	Kind                  Retry  Typical cause                                  What the user should do
@@ -51,15 +51,15 @@
 //	                             "error_description":"access_denied"} for a    grant is enabled; re-authorise when a refresh
 //	                             bad secret, bad password, expired or revoked  token expired (they die 100 days after issue
 //	                             refresh token and a disabled grant alike);    by default and refreshing does not extend them).
-//	                             400 with an OAuth error code; a bearer token
-//	                             the Table API does not accept; for the
+//	                             400 with an OAuth error code; for the
 //	                             authorization code grant, a bad, reused or
 //	                             expired code, another redirect URI or a
 //	                             PKCE verifier that does not match.
 //	InstanceHibernating   yes    A developer instance answers 200 text/html    Wake the instance from developer.servicenow.com;
 //	                             "Your instance is hibernating".               retry slowly.
 //	RateLimited           yes    HTTP 429; RetryAfter comes from Retry-After   Wait RetryAfter; lower the request rate or raise
-//	                             (seconds or HTTP date) or X-RateLimit-Reset.  the instance's rate-limit rule.
+//	                             (seconds or HTTP date) or X-RateLimit-Reset,  the instance's rate-limit rule.
+//	                             at most an hour.
 //	InstanceUnavailable   yes    HTTP 5xx, connection refused or dropped,      Usually nothing: retry with backoff. Check the
 //	                             DNS failure.                                  instance name and network egress if it persists.
 //	Timeout               yes    No complete answer within Options.Timeout,    Retry with backoff; raise the timeout if the
@@ -79,17 +79,35 @@
 //	InvalidRequest        no     The request itself is incomplete: a grant     Fill in the missing credential (for example the
 //	                             without the credentials it needs, a PKCE      password for the password grant) or choose a
 //	                             verifier that breaks RFC 7636, an             supported grant.
-//	                             unsupported grant, an empty token to check.
+//	                             unsupported grant.
 //
 // A redirect is an InvalidInstance error rather than an InstanceUnavailable
 // one: a ServiceNow token endpoint never redirects, so a 3xx means the URL
 // points at something else (an SSO front door, an old custom domain). Retrying
 // cannot fix it, and following it would hand the credentials to another host.
 //
-// Error messages carry the HTTP status and ServiceNow's error and
-// error_description, and never the client secret, the password, a token or the
-// response body. Server-supplied strings are shortened, stripped of control
-// characters and scrubbed of the request's secrets before they are used.
+// RetryAfter (from Retry-After, or X-RateLimit-Reset on a 429) is never more
+// than an hour: a bad header must not park a connection for longer, and
+// ServiceNow's rate-limit rules count per hour anyway.
+//
+// Error messages carry the HTTP status and ServiceNow's error fields, and
+// never the client secret, the password, a token, the response body or a
+// redirect's Location. Nothing a server sent is quoted as it came, escaped or
+// not, since %-escapes, JSON \u escapes and HTML entities are how a secret
+// travels disguised:
+//
+//   - the error code only when it is an RFC 6749-style code: a-z and "_", at
+//     most 64 bytes; otherwise the message says it was unrecognised;
+//   - error_description, or the REST API's error.message and error.detail,
+//     only when, scrubbed of the request's secrets, it is at most 200 bytes
+//     of letters, digits, spaces and .,:;'()_-/; otherwise the message says
+//     that a description was omitted;
+//   - a redirect by its target's host alone, when that is a DNS name;
+//   - a network or TLS error's text only when it is short and plain.
+//
+// Secrets are scrubbed literally and in their query-escaped, path-escaped,
+// base64 (standard and URL, padded and raw) and hex forms, and every message
+// is at most 512 bytes of printable text.
 //
 // # Instances
 //

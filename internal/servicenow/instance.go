@@ -17,21 +17,48 @@ var DefaultAllowedDomains = []string{"service-now.com", "servicenowservices.com"
 // https://dev98042.service-now.com.
 const instanceDomain = "service-now.com"
 
+// Instance is an instance's base URL that Client.ResolveInstance checked:
+// parsed, normalised to https://host[:port] and inside the allowed domains.
+// A TokenRequest carries one, so no request can reach a host that skipped
+// those checks, and they run once per request rather than again in Token.
+// The zero Instance is no instance; Token refuses it.
+type Instance struct{ base *url.URL }
+
+// URL returns a copy of the base URL, nil for the zero Instance.
+func (i Instance) URL() *url.URL {
+	if i.base == nil {
+		return nil
+	}
+	u := *i.base
+	return &u
+}
+
+// String returns the base URL, "" for the zero Instance.
+func (i Instance) String() string {
+	if i.base == nil {
+		return ""
+	}
+	return i.base.String()
+}
+
+// IsZero reports whether i is the zero Instance.
+func (i Instance) IsZero() bool { return i.base == nil }
+
 // ResolveInstance turns an instance name (dev98042) or an https:// base URL
 // into the base URL token requests go to. The rules are in the package
 // documentation; errors are *Error with Kind KindInvalidInstance and name the
 // broken rule. Messages never repeat the input, which may hold a password in
 // its user information or a token in its query, only the host when it is the
 // problem.
-func (c *Client) ResolveInstance(instance string) (*url.URL, error) {
+func (c *Client) ResolveInstance(instance string) (Instance, error) {
 	u, err := parseInstance(instance)
 	if err != nil {
-		return nil, err
+		return Instance{}, err
 	}
 	if err := c.checkAllowed(u.Hostname()); err != nil {
-		return nil, err
+		return Instance{}, err
 	}
-	return u, nil
+	return Instance{base: u}, nil
 }
 
 func invalidInstance(format string, args ...any) *Error {
@@ -172,20 +199,4 @@ func (c *Client) checkAllowed(host string) *Error {
 	}
 	return invalidInstance("the host %q is not in the allowed domains (%s); "+
 		"ask the snowauth administrator to allow it", host, strings.Join(c.allowedDomains, ", "))
-}
-
-// checkBase re-checks a base URL handed to Token or CheckToken, so that a URL
-// built by hand cannot bypass ResolveInstance's rules and the allowlist.
-func (c *Client) checkBase(u *url.URL) (*url.URL, *Error) {
-	if u == nil {
-		return nil, invalidInstance("no instance URL was given")
-	}
-	base, err := parseInstance(u.String())
-	if err != nil {
-		return nil, err
-	}
-	if err := c.checkAllowed(base.Hostname()); err != nil {
-		return nil, err
-	}
-	return base, nil
 }

@@ -20,10 +20,11 @@ import (
 // past any useful horizon.
 const maxExpiresIn = 10 * 365 * 24 * time.Hour
 
-// maxRetryAfter caps what a server may ask us to wait, so that a bogus
-// Retry-After cannot park a connection for months. ServiceNow's rate-limit
-// rules count per hour.
-const maxRetryAfter = 24 * time.Hour
+// maxRetryAfter caps what a server may ask us to wait (Retry-After or
+// X-RateLimit-Reset): a bad header must not park a connection for longer than
+// an hour. ServiceNow's rate-limit rules count per hour, so a real limit ends
+// within one. It is the only cap: callers use Error.RetryAfter as it is.
+const maxRetryAfter = time.Hour
 
 // parseTokenResponse validates the body of a 2xx (status) answer from
 // oauth_token.do to a request for grant, and returns the token without its
@@ -61,7 +62,7 @@ func parseTokenResponse(status int, body []byte, grant Grant) (*Token, *Error) {
 	// A 2xx carrying an OAuth error is a rejection: RFC 6749 servers use
 	// 400, but some answer 200, and the error is what matters.
 	if code := jsonString(wire.Error); code != "" {
-		return nil, oauthRejection(status, cleanField(code), cleanField(jsonString(wire.ErrorDescription)), grant)
+		return nil, oauthRejection(status, errorBody{code: code, desc: jsonString(wire.ErrorDescription)}, grant)
 	}
 
 	tok := &Token{}
@@ -78,8 +79,10 @@ func parseTokenResponse(status int, body []byte, grant Grant) (*Token, *Error) {
 	switch {
 	case wire.TokenType == nil:
 		return invalid("token_type is missing")
+	case !strings.EqualFold(*wire.TokenType, "Bearer") && isShownToken(*wire.TokenType):
+		return invalid("token_type is %q, not Bearer", *wire.TokenType)
 	case !strings.EqualFold(*wire.TokenType, "Bearer"):
-		return invalid("token_type is %q, not Bearer", cleanField(*wire.TokenType))
+		return invalid("token_type is not Bearer")
 	}
 	tok.TokenType = "Bearer"
 
@@ -192,18 +195,14 @@ func looksLikeHTML(a *answer) bool {
 	return bytes.HasPrefix(start, []byte("<!doctype html")) || bytes.HasPrefix(start, []byte("<html"))
 }
 
-// which endpoint an answer came from changes what a 401 or a 403 means.
-type endpointKind int
-
-const (
-	tokenEndpoint endpointKind = iota
-	tableEndpoint
-)
-
-// classifyAnswer explains an answer that is not a success for its endpoint:
+// classifyAnswer explains an answer of the token endpoint that is not a success:
 // hibernation pages, redirects and error statuses. The caller handles 2xx
 // bodies (and anything else it considers a success) before calling it.
-func (c *Client) classifyAnswer(a *answer, ep endpointKind, grant Grant) *Error {
+//
+// Nothing of the answer is quoted as it came: the message names the status,
+// the error fields when they pass errorBody.render, a redirect target's host
+// when it is a DNS name, and a content type when it is a plain media type.
+func (c *Client) classifyAnswer(a *answer, grant Grant) *Error {
 	withStatus := func(e *Error) *Error {
 		e.StatusCode = a.status
 		return e
@@ -214,14 +213,10 @@ func (c *Client) classifyAnswer(a *answer, ep endpointKind, grant Grant) *Error 
 				"wake it from developer.servicenow.com", a.status))
 	}
 	if a.status >= 300 && a.status < 400 {
-		where := "another location"
-		if loc, err := url.Parse(a.header.Get("Location")); err == nil && loc.Host != "" {
-			where = fmt.Sprintf("%q", loc.Scheme+"://"+loc.Host)
-		}
 		return withStatus(newError(KindInvalidInstance, nil,
 			"the instance redirected (HTTP %d) to %s; snowauth never follows redirects, so that credentials "+
 				"are only ever sent to the configured instance: configure the URL the instance really answers on",
-			a.status, where))
+			a.status, redirectTarget(a.header.Get("Location"))))
 	}
 	if a.status >= 200 && a.status < 300 {
 		if looksLikeHTML(a) {
@@ -230,50 +225,83 @@ func (c *Client) classifyAnswer(a *answer, ep endpointKind, grant Grant) *Error 
 					"(a login, single sign-on, proxy or maintenance page?)", a.status))
 		}
 		return withStatus(newError(KindInvalidResponse, nil,
-			"the instance answered HTTP %d with content type %q instead of application/json",
-			a.status, cleanField(a.header.Get("Content-Type"))))
+			"the instance answered HTTP %d with %s instead of application/json",
+			a.status, describeContentType(a.header)))
 	}
 
-	code, desc := errorFields(a)
-	if ep == tokenEndpoint && (a.status == http.StatusUnauthorized || a.status == http.StatusForbidden ||
-		a.status == http.StatusBadRequest && code != "") {
+	body := errorFields(a)
+	if a.status == http.StatusUnauthorized || a.status == http.StatusForbidden ||
+		a.status == http.StatusBadRequest && body.code != "" {
 		// 400 with an OAuth error code is how RFC 6749 servers reject a
 		// grant; ServiceNow uses 401, but the meaning is the same.
-		return oauthRejection(a.status, code, desc, grant)
+		return oauthRejection(a.status, body, grant)
 	}
-	e := &Error{StatusCode: a.status, OAuthError: code, OAuthErrorDescription: desc}
-	detail := statusDetail(a.status, code, desc)
+	e := &Error{StatusCode: a.status}
 	switch {
-	case a.status == http.StatusUnauthorized:
-		e.Kind, e.msg = KindAuthenticationFailed, fmt.Sprintf(
-			"ServiceNow does not accept the access token (%s): it expired, was revoked, or its user is inactive", detail)
 	case a.status == http.StatusNotFound:
-		e.Kind, e.msg = KindInvalidInstance, fmt.Sprintf(
-			"no ServiceNow endpoint at this URL (%s): is it a ServiceNow instance, with the OAuth plugin active?", detail)
+		e.Kind = KindInvalidInstance
+		e.setDetail(body, "no ServiceNow endpoint at this URL (",
+			"): is it a ServiceNow instance, with the OAuth plugin active?")
 	case a.status == http.StatusRequestTimeout:
-		e.Kind, e.msg = KindTimeout, fmt.Sprintf("the instance timed out reading the request (%s)", detail)
+		e.Kind = KindTimeout
+		e.setDetail(body, "the instance timed out reading the request (", ")")
 	case a.status == http.StatusTooManyRequests:
 		e.Kind = KindRateLimited
 		e.RetryAfter = retryAfter(a.header, c.now())
-		e.msg = fmt.Sprintf("ServiceNow is rate limiting requests (%s)", detail)
+		after := ")"
 		if e.RetryAfter > 0 {
-			e.msg += fmt.Sprintf("; retry after %v", e.RetryAfter)
+			after += fmt.Sprintf("; retry after %v", e.RetryAfter)
 		}
+		e.setDetail(body, "ServiceNow is rate limiting requests (", after)
 	case a.status >= 500:
 		e.Kind = KindInstanceUnavailable
 		e.RetryAfter = retryAfter(a.header, c.now())
-		e.msg = fmt.Sprintf("the instance is unavailable (%s)", detail)
+		e.setDetail(body, "the instance is unavailable (", ")")
 	default:
-		e.Kind, e.msg = KindInvalidResponse, fmt.Sprintf("unexpected answer from the instance (%s)", detail)
+		e.Kind = KindInvalidResponse
+		e.setDetail(body, "unexpected answer from the instance (", ")")
 	}
 	return e
 }
 
-// oauthRejection explains a rejected token request; code and desc are already
-// cleaned. ServiceNow gives the same 401 {"error":"server_error",
-// "error_description":"access_denied"} for every cause, so the message lists
-// the causes that fit the grant.
-func oauthRejection(status int, code, desc string, grant Grant) *Error {
+// redirectTarget names where a redirect pointed without quoting its
+// Location: the host when it is a DNS name (never the scheme, path, query
+// or user information, which may be huge or hold anything), else a phrase.
+func redirectTarget(location string) string {
+	loc, err := url.Parse(location)
+	switch {
+	case location == "" || err != nil:
+		return "another location"
+	case loc.Host == "" && loc.Opaque == "":
+		return "another path of the instance"
+	}
+	// Not lower-cased: scrub must still recognise a secret's base64 form.
+	if host := loc.Hostname(); isDNSName(host) {
+		return "the host " + host
+	}
+	return "another host"
+}
+
+// describeContentType names the media type of an answer when it is a plain
+// type/subtype, without its parameters, and never quotes anything else. It
+// keeps the server's case so that scrub still recognises a secret's base64
+// form in it.
+func describeContentType(h http.Header) string {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		return "no content type"
+	}
+	mt, _, _ := strings.Cut(ct, ";")
+	if mt = strings.TrimSpace(mt); isShownToken(mt) && strings.Count(mt, "/") == 1 {
+		return fmt.Sprintf("content type %q", mt)
+	}
+	return "an unrecognised content type"
+}
+
+// oauthRejection explains a rejected token request. ServiceNow gives the same
+// 401 {"error":"server_error", "error_description":"access_denied"} for every
+// cause, so the message lists the causes that fit the grant.
+func oauthRejection(status int, body errorBody, grant Grant) *Error {
 	var causes string
 	switch grant {
 	case GrantPassword:
@@ -294,52 +322,104 @@ func oauthRejection(status int, code, desc string, grant Grant) *Error {
 	default:
 		causes = "the credentials are wrong, expired or revoked, or the grant is not allowed for this OAuth client"
 	}
-	return &Error{
-		Kind: KindAuthenticationFailed, StatusCode: status,
-		OAuthError: code, OAuthErrorDescription: desc,
-		msg: fmt.Sprintf("ServiceNow rejected the token request (%s): %s", statusDetail(status, code, desc), causes),
-	}
+	e := &Error{Kind: KindAuthenticationFailed, StatusCode: status}
+	e.setDetail(body, "ServiceNow rejected the token request (", "): "+causes)
+	return e
 }
 
-// statusDetail renders "HTTP 401, error "server_error", error_description
-// "access_denied"" from already cleaned fields.
-func statusDetail(status int, code, desc string) string {
-	s := "HTTP " + strconv.Itoa(status)
+// errorBody holds the error fields of a JSON error body exactly as the
+// server sent them (JSON-decoded, otherwise untouched): an OAuth
+// {"error":"…","error_description":"…"} or, with envelope set, a REST API
+// {"error":{"message":"…","detail":"…"},"status":"failure"}. Nothing else is
+// ever taken from a body, and these only through render.
+type errorBody struct {
+	envelope   bool
+	code, desc string // error and error_description, or error.message and error.detail
+}
+
+// serverDetail is a message waiting for its server-supplied part: msg is
+// before + body.render(…) + after.
+type serverDetail struct {
+	body          errorBody
+	before, after string
+}
+
+// setDetail sets e's message to before + the rendered body + after, and
+// keeps the body so that redact can render it again knowing the secrets.
+func (e *Error) setDetail(body errorBody, before, after string) {
+	e.detail = &serverDetail{body: body, before: before, after: after}
+	e.render(nil)
+}
+
+// render (re)builds the message and the OAuthError fields from e.detail,
+// scrubbing secrets from the fields before judging them.
+func (e *Error) render(secrets []string) {
+	if e.detail == nil {
+		return
+	}
+	var text string
+	e.OAuthError, e.OAuthErrorDescription, text = e.detail.body.render(e.StatusCode, secrets)
+	e.msg = e.detail.before + text + e.detail.after
+}
+
+// render returns the fields a message may show and the message's detail,
+// such as `HTTP 401, error "server_error", error_description "access_denied"`.
+// An OAuth error code is shown only when it is an RFC 6749-style code
+// (isErrorCode); free text only when, scrubbed of secrets, it is short plain
+// text (shownText). Otherwise the detail says that something was left out,
+// without quoting any of it.
+func (b errorBody) render(status int, secrets []string) (code, desc, detail string) {
+	var s strings.Builder
+	s.WriteString("HTTP " + strconv.Itoa(status))
+	var omitted, omittedDesc bool
+	if b.envelope {
+		code, omitted = shownText(scrub(b.code, secrets))
+	} else if c := scrub(b.code, secrets); isErrorCode(c) {
+		code = c
+	} else if b.code != "" {
+		s.WriteString(", an unrecognised error code")
+	}
 	if code != "" {
-		s += fmt.Sprintf(", error %q", code)
+		fmt.Fprintf(&s, ", error %q", code)
 	}
+	desc, omittedDesc = shownText(scrub(b.desc, secrets))
 	if desc != "" {
-		s += fmt.Sprintf(", error_description %q", desc)
+		label := "error_description"
+		if b.envelope {
+			label = "detail"
+		}
+		fmt.Fprintf(&s, ", %s %q", label, desc)
 	}
-	return s
+	if omitted || omittedDesc {
+		s.WriteString(", a description was omitted (long or not plain text)")
+	}
+	return code, desc, s.String()
 }
 
-// errorFields extracts the error fields of a JSON error body: an OAuth
-// {"error":"…","error_description":"…"} or a REST API envelope
-// {"error":{"message":"…","detail":"…"},"status":"failure"}. Only these
-// fields are ever taken from a body, cleaned.
-func errorFields(a *answer) (code, desc string) {
+// errorFields extracts the error fields of a JSON error body (see errorBody).
+// It returns the zero errorBody when there are none.
+func errorFields(a *answer) errorBody {
 	if !isJSON(mediaType(a.header)) && !bytes.HasPrefix(bytes.TrimSpace(a.body), []byte("{")) {
-		return "", ""
+		return errorBody{}
 	}
 	var wire struct {
 		Error            json.RawMessage `json:"error"`
 		ErrorDescription json.RawMessage `json:"error_description"`
 	}
 	if json.Unmarshal(a.body, &wire) != nil {
-		return "", ""
+		return errorBody{}
 	}
 	if s := jsonString(wire.Error); s != "" {
-		return cleanField(s), cleanField(jsonString(wire.ErrorDescription))
+		return errorBody{code: s, desc: jsonString(wire.ErrorDescription)}
 	}
 	var envelope struct {
 		Message json.RawMessage `json:"message"`
 		Detail  json.RawMessage `json:"detail"`
 	}
 	if json.Unmarshal(wire.Error, &envelope) == nil {
-		return cleanField(jsonString(envelope.Message)), cleanField(jsonString(envelope.Detail))
+		return errorBody{envelope: true, code: jsonString(envelope.Message), desc: jsonString(envelope.Detail)}
 	}
-	return "", ""
+	return errorBody{}
 }
 
 // retryAfter reads Retry-After (delay in seconds or an HTTP date) and, when it

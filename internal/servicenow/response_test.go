@@ -107,7 +107,11 @@ func TestRetryAfter(t *testing.T) {
 		{"reads an HTTP date", http.Header{"Retry-After": {"Fri, 01 May 2026 10:00:45 GMT"}}, 45 * time.Second},
 		{"reads an obsolete RFC 850 date", http.Header{"Retry-After": {"Friday, 01-May-26 10:01:00 GMT"}}, time.Minute},
 		{"treats a date in the past as now", http.Header{"Retry-After": {"Fri, 01 May 2026 09:00:00 GMT"}}, 0},
-		{"caps an absurd delay at a day", http.Header{"Retry-After": {"99999999999999999999999"}}, 24 * time.Hour},
+		{"caps an absurd delay at an hour", http.Header{"Retry-After": {"99999999999999999999999"}}, time.Hour},
+		{"caps a delay of a day at an hour", http.Header{"Retry-After": {"86400"}}, time.Hour},
+		{"caps an HTTP date next week at an hour", http.Header{"Retry-After": {"Fri, 08 May 2026 10:00:00 GMT"}}, time.Hour},
+		{"caps an X-RateLimit-Reset a day away at an hour", http.Header{"X-Ratelimit-Reset": {fmt.Sprint(now.Add(24 * time.Hour).Unix())}}, time.Hour},
+		{"keeps a delay of exactly an hour", http.Header{"Retry-After": {"3600"}}, time.Hour},
 		{"ignores garbage", http.Header{"Retry-After": {"soon"}}, 0},
 		{"ignores a negative delay", http.Header{"Retry-After": {"-5"}}, 0},
 		{"falls back to X-RateLimit-Reset", http.Header{"X-Ratelimit-Reset": {fmt.Sprint(now.Add(10 * time.Minute).Unix())}}, 10 * time.Minute},
@@ -166,11 +170,14 @@ func (timeoutError) Error() string   { return "i/o timeout" }
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }
 
-func TestCleanFieldKeepsServerTextShortAndOnOneLine(t *testing.T) {
+func TestCleanFieldQuotesOnlyShortIdentifiers(t *testing.T) {
 	g := NewWithT(t)
-	g.Expect(cleanField("  access_denied\r\n\tnext\x00line ")).To(Equal("access_denied nextline"))
-	long := cleanField(strings.Repeat("x", 5000))
-	g.Expect(len(long)).To(BeNumerically("<=", maxFieldLen+len("…")))
+	g.Expect(cleanField("urn:ietf:params:oauth:grant-type:jwt-bearer")).To(Equal("urn:ietf:params:oauth:grant-type:jwt-bearer"))
+	g.Expect(cleanField("jwt_bearer")).To(Equal("jwt_bearer"))
+	g.Expect(cleanField("access_denied\r\nX-Injected: 1")).To(Equal("(not shown)"))
+	g.Expect(cleanField("%63%61")).To(Equal("(not shown)"))
+	g.Expect(cleanField(strings.Repeat("x", 65))).To(Equal("(not shown)"))
+	g.Expect(cleanField("")).To(Equal("(not shown)"))
 }
 
 // FuzzParseTokenResponse checks the parser's promises on any body: no panic;
@@ -195,7 +202,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 			t.Fatalf("parseTokenResponse(%q) error kind %s", body, err.Kind)
 		}
 		msg := err.Error()
-		if len(msg) > 1000 || strings.ContainsFunc(msg, unicode.IsControl) {
+		if len(msg) > maxMessageLen || strings.ContainsFunc(msg, func(r rune) bool { return !unicode.IsPrint(r) }) {
 			t.Fatalf("parseTokenResponse(%q) error is not a short single line: %q", body, msg)
 		}
 		var wire map[string]any

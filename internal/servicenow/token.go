@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -58,7 +57,7 @@ func (c Credentials) secrets() []string {
 
 // TokenRequest asks one instance for one token.
 type TokenRequest struct {
-	InstanceURL *url.URL // from Client.ResolveInstance
+	Instance    Instance // from Client.ResolveInstance
 	Grant       Grant
 	Credentials Credentials
 	// Scopes are sent with the password and client credentials grants. A
@@ -228,10 +227,10 @@ func (c *Client) token(ctx context.Context, req TokenRequest) (*Token, *Error) {
 	if !ok {
 		return nil, newError(KindInvalidRequest, nil, "grant %q is not supported", cleanField(string(req.Grant)))
 	}
-	base, e := c.checkBase(req.InstanceURL)
-	if e != nil {
-		return nil, e
+	if req.Instance.IsZero() {
+		return nil, invalidInstance("no instance was given")
 	}
+	base := req.Instance.base
 	if name := flow.missing(req.Credentials); name != "" {
 		return nil, newError(KindInvalidRequest, nil, "the %s grant needs a %s, and it is empty", req.Grant, name)
 	}
@@ -296,5 +295,5 @@ func (x *exchange) RoundTrip(req *http.Request) (*http.Response, error) {
 		x.token = tok
 		return a.response(req), nil
 	}
-	return nil, x.client.classifyAnswer(a, tokenEndpoint, x.grant)
+	return nil, x.client.classifyAnswer(a, x.grant)
 }

@@ -113,23 +113,4 @@ func TestTokenRequestsOnTheWire(t *testing.T) {
 			g.Expect(sent.form).To(Equal(tc.wantForm))
 		})
 	}
-
-	t.Run("checks a token with one authenticated Table API read", func(t *testing.T) {
-		g := NewWithT(t)
-		rec := &recordingTransport{}
-		f := newFixture(t, simulator.Options{}, func(o *servicenow.Options) { o.Transport = rec })
-		rec.next = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.sim.CertPool()}}
-		tok, err := f.client.Token(context.Background(), f.request(servicenow.GrantPassword))
-		g.Expect(err).NotTo(HaveOccurred())
-
-		g.Expect(f.client.CheckToken(context.Background(), f.base, tok.AccessToken)).To(Succeed())
-
-		g.Expect(rec.sent).To(HaveLen(2))
-		check := rec.sent[1]
-		g.Expect(check.method).To(Equal(http.MethodGet))
-		g.Expect(check.path).To(Equal("/api/now/table/sys_user"))
-		g.Expect(check.query).To(Equal("sysparm_limit=1&sysparm_fields=sys_id"))
-		g.Expect(check.header.Get("Authorization")).To(Equal("Bearer " + tok.AccessToken))
-		g.Expect(check.header.Get("Accept")).To(Equal("application/json"))
-	})
 }

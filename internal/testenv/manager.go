@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -38,6 +39,9 @@ type Manager struct {
 	Logs io.Writer
 	// NewClient wraps the manager's client (to count writes, say).
 	NewClient client.NewClientFunc
+	// Metrics receives the per-connection metrics; nil: a registry of the
+	// manager's own.
+	Metrics prometheus.Registerer
 	// Options changes the manager's options before it is created (leader
 	// election, say).
 	Options func(*ctrl.Options)
@@ -70,14 +74,21 @@ func (e *Env) StartManager(t testing.TB, m Manager) (mgr ctrl.Manager, stop func
 	if err != nil {
 		t.Fatalf("creating the manager: %v", err)
 	}
-	r := &controllers.ServiceNowConnectionReconciler{
-		Client:        mgr.GetClient(),
-		Recorder:      mgr.GetEventRecorder("snowauth"),
+	metrics := m.Metrics
+	if metrics == nil {
+		// Each manager's connection metrics go to a registry of its own:
+		// tests start many managers in one process.
+		metrics = prometheus.NewRegistry()
+	}
+	if _, err := controllers.AddConnectionController(mgr, controllers.Options{
 		Tokens:        m.Tokens,
 		Authorization: m.Authorization,
-	}
-	// Tests start many managers in one process, all with this controller name.
-	if err := r.SetupWithManager(mgr, controller.Options{SkipNameValidation: ptr.To(true)}, m.Namespaces); err != nil {
+		Namespaces:    m.Namespaces,
+		// Tests start many managers in one process, all with this
+		// controller name.
+		Controller: controller.Options{SkipNameValidation: ptr.To(true)},
+		Metrics:    metrics,
+	}); err != nil {
 		t.Fatalf("setting up the controller: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -61,6 +61,13 @@ func Start() (*Env, error) {
 		BinaryAssetsDirectory: assets,
 		Scheme:                scheme,
 	}
+	// Admission as a production cluster has it, beyond the defaults:
+	// OpenShift (and hardened clusters) enable
+	// OwnerReferencesPermissionEnforcement, which refuses an owner
+	// reference with blockOwnerDeletion unless the writer may update the
+	// owner's finalizers.
+	env.ControlPlane.GetAPIServer().Configure().
+		Append("enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest from %s: %w", assets, err)

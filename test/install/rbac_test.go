@@ -340,3 +340,33 @@ func tokenSecretKey(ctx context.Context, ns, name, key string) string {
 	}
 	return string(s.Data[key])
 }
+
+// OpenShift and hardened clusters run OwnerReferencesPermissionEnforcement
+// (testenv enables it): an owner reference with blockOwnerDeletion, which
+// snowauth sets on the Secrets it owns, is refused unless the writer may
+// update the owner's finalizers.
+func TestOperatorOwnsItsSecretsUnderOwnerReferencesPermissionEnforcement(t *testing.T) {
+	g, ctx := NewWithT(t), context.Background()
+	release := env.Namespace(t)
+	sa := installRBAC(t, helmTemplate(t, "snowauth-ownerrefs", release))
+	op := startOperator(t, release, sa, nil)
+	workload := env.Namespace(t)
+
+	// The plugin is on: the same ServiceAccount may not block the deletion
+	// of an owner whose finalizers it may not update.
+	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: workload, Name: "owner"}}
+	g.Expect(env.Client.Create(ctx, owner)).To(Succeed())
+	err := op.client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+		Namespace: workload, Name: "blocked", Labels: map[string]string{snowv1.LabelManagedBy: snowv1.ManagedByValue},
+		OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID, BlockOwnerDeletion: ptr.To(true),
+		}},
+	}})
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "want Forbidden, got %v", err)
+	g.Expect(err.Error()).To(ContainSubstring("blockOwnerDeletion"))
+
+	op.expectKeepsATokenFresh(workload)
+	var secret corev1.Secret
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: workload, Name: "orders-token"}, &secret)).To(Succeed())
+	g.Expect(secret.OwnerReferences).To(ConsistOf(HaveField("BlockOwnerDeletion", HaveValue(BeTrue()))))
+}

@@ -30,6 +30,12 @@
 - apiGroups:
   - servicenow.snowauth.dev
   resources:
+  - servicenowconnections/finalizers
+  verbs:
+  - update
+- apiGroups:
+  - servicenow.snowauth.dev
+  resources:
   - servicenowconnections/status
   verbs:
   - get

@@ -1,0 +1,129 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+)
+
+// annotationTokenSHA256 on the token Secret holds the SHA-256 of the
+// access_token snowauth wrote, so an access_token edited by hand is noticed
+// and replaced. A hash of a random token reveals nothing about it.
+const annotationTokenSHA256 = "servicenow.snowauth.dev/token-sha256"
+
+// storedToken is the token really in the token Secret now: the one
+// snowauth wrote (its hash matches), with the expiry and instance snowauth
+// recorded in status when the write succeeded. Ready is computed from it,
+// never from what snowauth meant to write.
+type storedToken struct {
+	accessToken string
+	expiry      time.Time
+	instanceURL string
+}
+
+// lookUpTokenSecret finds the token Secret and the token in it. A Secret of
+// that name that this connection does not control is a conflict: snowauth
+// never takes over a Secret it did not create.
+func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, s *scope) error {
+	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.TokenSecretName()}
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only Secrets labelled as snowauth's. When the
+		// metadata cache knows a Secret of that name, ask the API server
+		// whose it is (an unlabelled one, or one snowauth just created that
+		// the cache has not seen yet).
+		err = r.secretExists(ctx, key)
+		if err == nil {
+			err = r.APIReader.Get(ctx, key, secret)
+		}
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	s.lookedUp = true
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case !metav1.IsControlledBy(secret, s.conn):
+		return needsPerson(snowv1.ReasonSecretConflict,
+			"Secret %s already exists and is not controlled by this connection; snowauth leaves it alone: delete it or set spec.tokenSecret.name", key.Name)
+	}
+	s.secret = secret
+	// The other keys are not trusted: an edited expires_at or instance_url
+	// is rewritten from status.
+	st := s.conn.Status
+	if tok := string(secret.Data[snowv1.TokenKeyAccessToken]); tok != "" && st.ExpiresAt != nil &&
+		secret.Annotations[annotationTokenSHA256] == fingerprint(tok) {
+		s.stored = &storedToken{accessToken: tok, expiry: st.ExpiresAt.Time, instanceURL: st.InstanceURL}
+	}
+	return nil
+}
+
+// writeTokenSecret makes the token Secret hold tok, the operator's labels
+// and the user's. It writes nothing when the Secret already says all that,
+// and records in s what the Secret holds once the write succeeded.
+func (r *ServiceNowConnectionReconciler) writeTokenSecret(ctx context.Context, s *scope, tok storedToken) error {
+	secret := s.secret
+	if secret == nil {
+		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.conn.Namespace, Name: s.conn.TokenSecretName()}}
+	}
+	desired := secret.DeepCopy()
+	desired.Type = corev1.SecretTypeOpaque
+	desired.Data = map[string][]byte{
+		snowv1.TokenKeyAccessToken: []byte(tok.accessToken),
+		snowv1.TokenKeyTokenType:   []byte("Bearer"),
+		snowv1.TokenKeyExpiresAt:   []byte(tok.expiry.UTC().Format(time.RFC3339)),
+		snowv1.TokenKeyInstanceURL: []byte(tok.instanceURL),
+	}
+	desired.StringData = nil
+	desired.Labels = map[string]string{}
+	for k, v := range s.conn.Spec.TokenSecret.Labels {
+		desired.Labels[k] = string(v)
+	}
+	desired.Labels[snowv1.LabelManagedBy] = snowv1.ManagedByValue
+	desired.Labels[snowv1.LabelConnection] = s.conn.Name
+	desired.Annotations = map[string]string{}
+	for k, v := range s.conn.Spec.TokenSecret.Annotations {
+		desired.Annotations[k] = v
+	}
+	desired.Annotations[annotationTokenSHA256] = fingerprint(tok.accessToken)
+	if err := controllerutil.SetControllerReference(s.conn, desired, r.Scheme()); err != nil {
+		return err
+	}
+
+	switch {
+	case s.secret == nil:
+		if err := r.Create(ctx, desired); err != nil {
+			return err
+		}
+	case !equality.Semantic.DeepEqual(secret.Data, desired.Data) ||
+		!equality.Semantic.DeepEqual(secret.Labels, desired.Labels) ||
+		!equality.Semantic.DeepEqual(secret.Annotations, desired.Annotations) ||
+		!slices.EqualFunc(secret.OwnerReferences, desired.OwnerReferences, func(a, b metav1.OwnerReference) bool {
+			return equality.Semantic.DeepEqual(a, b)
+		}):
+		if err := r.Update(ctx, desired); err != nil {
+			return err
+		}
+	}
+	s.secret, s.stored = desired, &tok
+	return nil
+}
+
+// fingerprint is the hex SHA-256 of a token.
+func fingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
