@@ -29,12 +29,16 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMTOOL_VERSION)
+# The Prometheus server, from the same module as promtool: test/alerts
+# scrapes a live manager with it and evaluates the shipped rules.
+PROMETHEUS ?= $(LOCALBIN)/prometheus-$(PROMTOOL_VERSION)
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 ENVTEST_DIR ?= $(LOCALBIN)/k8s/$(ENVTEST_K8S_VERSION)-$(GOOS)-$(GOARCH)
 KUBEBUILDER_ASSETS ?= $(ENVTEST_DIR)
 export KUBEBUILDER_ASSETS
-# test/install renders the chart and config/ with these (and fails without them).
-export HELM KUSTOMIZE
+# test/install renders the chart and config/ with these, test/alerts runs
+# Prometheus (and each fails without them).
+export HELM KUSTOMIZE PROMETHEUS
 
 .PHONY: all
 all: build
@@ -72,7 +76,7 @@ $(ENVTEST_DIR)/kube-apiserver:
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_DIR)
 
 .PHONY: test
-test: manifests generate fmt vet envtest test-rules helm-lint bench-smoke $(KUSTOMIZE) ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, the alert-rule tests, the Helm chart lint and a smoke run of the benchmarks.
+test: manifests generate fmt vet envtest test-rules helm-lint bench-smoke $(KUSTOMIZE) $(PROMETHEUS) ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, the alert rules on a real Prometheus and with promtool, the Helm chart lint and a smoke run of the benchmarks.
 	go test ./... -count=1 -coverprofile cover.out
 
 .PHONY: test-rules
@@ -173,11 +177,12 @@ undeploy: $(KUSTOMIZE) ## Remove the manager and the CRD from the cluster.
 
 ##@ Tools (pinned, built from Go module sources into bin/)
 
-.PHONY: controller-gen kustomize golangci-lint promtool helm
+.PHONY: controller-gen kustomize golangci-lint promtool prometheus helm
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen.
 kustomize: $(KUSTOMIZE) ## Build kustomize.
 golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint.
 promtool: $(PROMTOOL) ## Build promtool (checks and unit-tests the alert rules).
+prometheus: $(PROMETHEUS) ## Build the Prometheus server (test/alerts runs the shipped rules on it).
 helm: $(HELM) ## Build helm (lints and renders the chart).
 
 $(HELM):
@@ -191,6 +196,9 @@ $(KUSTOMIZE):
 
 $(PROMTOOL):
 	$(call go-install-tool,$@,github.com/prometheus/prometheus/cmd/promtool,$(PROMTOOL_VERSION))
+
+$(PROMETHEUS):
+	$(call go-install-tool,$@,github.com/prometheus/prometheus/cmd/prometheus,$(PROMTOOL_VERSION))
 
 $(GOLANGCI_LINT):
 	$(call go-install-tool,$@,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))

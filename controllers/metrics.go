@@ -10,6 +10,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/version"
 )
 
 // Metrics. Labels never hold a token, a secret or anything from a response
@@ -67,26 +68,55 @@ var (
 	descInfo = prometheus.NewDesc("snowauth_connection_info",
 		"Always 1; labels say which grant and token Secret the connection uses.",
 		append(connLabels, "grant", "token_secret"), nil)
+	descLeader = prometheus.NewDesc("snowauth_leader",
+		"1 on the replica that refreshes tokens and exports the per-connection series, 0 on a standby.", nil, nil)
+	descBuildInfo = prometheus.NewDesc("snowauth_build_info",
+		"Always 1; labels say which build of snowauth is running.", []string{"version", "revision", "goversion"}, nil)
 )
 
 // ConnectionCollector computes per-connection metrics from the cache at
 // scrape time, as cert-manager's certificate collector does: a deleted
 // connection leaves no stale series, and the reconciler needs no metric
-// bookkeeping.
+// bookkeeping. Only the leader exports them: a standby's cache holds the
+// same connections, and two replicas exporting them would double every sum.
 type ConnectionCollector struct {
 	Reader client.Reader
+	// Elected is closed once this replica leads (the manager's Elected);
+	// nil means it always does.
+	Elected <-chan struct{}
+	// Build labels snowauth_build_info.
+	Build version.Info
+}
+
+// leads says whether this replica is the leader now.
+func (c *ConnectionCollector) leads() bool {
+	if c.Elected == nil {
+		return true
+	}
+	select {
+	case <-c.Elected:
+		return true
+	default:
+		return false
+	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *ConnectionCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descExpiry, descLastRefresh, descNextRefresh, descFailures, descReady, descRefreshFailed,
-		descRefreshTokenExpiry, descReauthorize, descInfo} {
+		descRefreshTokenExpiry, descReauthorize, descInfo, descLeader, descBuildInfo} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *ConnectionCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, c.Build.Version, c.Build.Revision, c.Build.GoVersion)
+	if !c.leads() {
+		ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var conns snowv1.ServiceNowConnectionList

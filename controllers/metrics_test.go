@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,19 +19,22 @@ import (
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 	"github.com/snowauth/snowauth/controllers"
 	"github.com/snowauth/snowauth/internal/testenv"
+	"github.com/snowauth/snowauth/internal/version"
 )
 
 // scrape gathers what the manager exposes on /metrics: controller-runtime's
-// registry (with snowauth's counters) plus a per-connection collector over
-// the harness's cache (registered separately, since every test has its own
+// registry (with snowauth's counters) plus the per-connection collector the
+// wiring registered into the harness's own registry (every test has its own
 // manager).
 func (h *harness) scrape() map[string][]*dto.Metric {
-	reg := prometheus.NewPedanticRegistry()
-	h.g.Expect(reg.Register(&controllers.ConnectionCollector{Reader: h.mgr.GetCache()})).To(Succeed())
+	return gather(h.g, ctrlmetrics.Registry.(prometheus.Gatherer), h.metrics)
+}
+
+func gather(g Gomega, gatherers ...prometheus.Gatherer) map[string][]*dto.Metric {
 	out := map[string][]*dto.Metric{}
-	for _, g := range []prometheus.Gatherer{ctrlmetrics.Registry.(prometheus.Gatherer), reg} {
-		families, err := g.Gather()
-		h.g.Expect(err).NotTo(HaveOccurred())
+	for _, gatherer := range gatherers {
+		families, err := gatherer.Gather()
+		g.Expect(err).NotTo(HaveOccurred())
 		for _, f := range families {
 			out[f.GetName()] = append(out[f.GetName()], f.GetMetric()...)
 		}
@@ -137,6 +141,34 @@ func TestMetricsDescribeAReadyAndAFailingConnection(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestStandbyExportsNoConnectionSeriesOnlyThatItIsNotTheLeader(t *testing.T) {
+	h := newHarness(t, 30*time.Minute)
+	g := h.g
+	h.credentials("creds", h.clientCredentials())
+	h.connection("orders", "creds", snowv1.GrantClientCredentials)
+	g.Eventually(h.readyStatus("orders"), soon, interval).Should(Equal("True/TokenValid"))
+	build := version.Get()
+
+	// A standby has the same cache; until it is elected it exports none of it.
+	standby := prometheus.NewPedanticRegistry()
+	g.Expect(standby.Register(&controllers.ConnectionCollector{Reader: h.mgr.GetCache(), Elected: make(chan struct{}), Build: build})).To(Succeed())
+	m := gather(g, standby)
+	g.Expect(slices.Sorted(maps.Keys(m))).To(Equal([]string{"snowauth_build_info", "snowauth_leader"}))
+	g.Expect(h.series(m, "snowauth_leader", nil)).To(Equal(0.0))
+
+	// The leader (this harness's manager, which runs no election) exports
+	// them, and says it leads.
+	g.Eventually(func() bool {
+		_, ok := value(h.scrape(), "snowauth_connection_ready", map[string]string{"name": "orders"})
+		return ok
+	}, soon, interval).Should(BeTrue())
+	m = h.scrape()
+	g.Expect(h.series(m, "snowauth_leader", nil)).To(Equal(1.0))
+	g.Expect(h.series(m, "snowauth_build_info", map[string]string{
+		"version": build.Version, "revision": build.Revision, "goversion": runtime.Version(),
+	})).To(Equal(1.0))
 }
 
 // TestAlertsAndDashboardUseOnlyExposedMetrics guards against a rename that

@@ -23,6 +23,7 @@ import (
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 	"github.com/snowauth/snowauth/internal/authserver"
+	"github.com/snowauth/snowauth/internal/version"
 )
 
 // secretNameIndex indexes connections by the Secrets they name: the
@@ -131,7 +132,7 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 	if metrics == nil {
 		metrics = ctrlmetrics.Registry
 	}
-	if err := metrics.Register(&ConnectionCollector{Reader: mgr.GetCache()}); err != nil {
+	if err := metrics.Register(&ConnectionCollector{Reader: mgr.GetCache(), Elected: mgr.Elected(), Build: version.Get()}); err != nil {
 		return nil, fmt.Errorf("registering the connection metrics: %w", err)
 	}
 	return r, nil

@@ -86,6 +86,18 @@ func conditions(in statusInput) []metav1.Condition {
 	return out
 }
 
+// summary is the reason a person acts on, and its message: RefreshFailed's
+// while a refresh is failing (the old token may still work, and Ready alone
+// would hide that), else Ready's.
+func summary(conds []metav1.Condition) (reason, message string) {
+	for _, t := range []string{snowv1.ConditionRefreshFailed, snowv1.ConditionReady} {
+		if c := meta.FindStatusCondition(conds, t); c != nil && (t == snowv1.ConditionReady || c.Status == metav1.ConditionTrue) {
+			return c.Reason, c.Message
+		}
+	}
+	return "", ""
+}
+
 // setConditions makes conn's conditions the desired ones: it adds or updates
 // each (keeping LastTransitionTime when the status did not change) and
 // removes the abnormal-true types that are not desired.
@@ -125,6 +137,7 @@ func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *
 		failure:     s.failure,
 		reauthorize: reauthorize,
 	}))
+	conn.Status.Reason, conn.Status.Message = summary(conn.Status.Conditions)
 	conn.Status.ObservedGeneration = conn.Generation
 	if equality.Semantic.DeepEqual(base.Status, conn.Status) {
 		return nil
@@ -139,6 +152,7 @@ func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *
 		minimal := base.DeepCopy()
 		in, out := &conn.Status, &minimal.Status
 		out.Conditions, out.ObservedGeneration, out.ExpiresAt, out.InstanceURL = in.Conditions, in.ObservedGeneration, in.ExpiresAt, in.InstanceURL
+		out.Reason, out.Message = in.Reason, in.Message
 		out.NextRefreshTime, out.ConsecutiveFailures, out.LastFailureTime = in.NextRefreshTime, in.ConsecutiveFailures, in.LastFailureTime
 		out.CredentialsResourceVersion, out.LastHandledRefreshRequest = in.CredentialsResourceVersion, in.LastHandledRefreshRequest
 		if err = r.Status().Patch(ctx, minimal, client.MergeFrom(base)); err == nil {

@@ -58,6 +58,9 @@ type harness struct {
 	writes *atomic.Int64
 	mgr    ctrl.Manager
 	stop   func()
+	// metrics holds what the manager's wiring registered (the
+	// per-connection collector).
+	metrics *prometheus.Registry
 	// links and auth are set when the harness runs the authorization server
 	// of the AuthorizationCode grant (withAuthorization).
 	links   *authserver.Links
@@ -103,7 +106,11 @@ func newHarness(t *testing.T, lifespan time.Duration, opts ...harnessOption) *ha
 // write its client makes.
 func (h *harness) startManager() {
 	h.t.Helper()
+	// The wiring registers the connection metrics here: a registry per
+	// manager, since tests start many in one process.
+	h.metrics = prometheus.NewPedanticRegistry()
 	h.mgr, h.stop = env.StartManager(h.t, testenv.Manager{
+		Metrics:       h.metrics,
 		Namespaces:    []string{h.ns},
 		Tokens:        testenv.ClientFor(h.t, h.sim, time.Second),
 		Authorization: h.links,

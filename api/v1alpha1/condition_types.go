@@ -2,8 +2,9 @@ package v1alpha1
 
 // Condition types. They follow kstatus: Ready is always present and
 // normal-true; the others are abnormal-true and present only while true, so
-// `kubectl wait --for=condition=Ready` and kstatus-based tools (Flux, Argo CD,
-// cli-utils) read a connection correctly.
+// `kubectl wait --for=condition=Ready` and kstatus-based tools (Flux,
+// cli-utils) read a connection correctly. Argo CD does not use kstatus: it
+// reads the Lua health check in dist/argocd (docs/gitops.md).
 const (
 	// ConditionReady is True while the token Secret holds an access token that
 	// is valid now. Always present. Polarity: normal-true.

@@ -220,9 +220,12 @@ type ServiceNowConnectionStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready is always present; RefreshFailed, Stalled and
-	// Reconciling are present only while true. See condition_types.go for the
-	// reasons and what to do about each.
+	// conditions: Ready is always present and True while the token Secret
+	// holds a valid token; RefreshFailed (the latest token request or write
+	// failed), Stalled (a person must act), Reconciling (a first token or a
+	// retry is under way) and RefreshTokenExpiring (AuthorizationCode: authorise
+	// again soon) are present only while true. Each reason, and what to do
+	// about it, is listed in snowauth's README under "Status and what to do".
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -230,6 +233,17 @@ type ServiceNowConnectionStatus struct {
 	// +patchMergeKey=type
 	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// reason is the one word a person acts on: the RefreshFailed reason while
+	// a refresh is failing (even while the old token still works), else the
+	// Ready reason. kubectl get shows it as STATUS.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+
+	// message goes with reason: the message of the condition it comes from.
+	// kubectl get -o wide shows it.
+	// +optional
+	Message string `json:"message,omitempty"`
 
 	// instanceURL is the base URL of the ServiceNow instance resolved from the
 	// credentials Secret.
@@ -294,12 +308,18 @@ type ServiceNowConnectionStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=snc;snowconn,categories=servicenow
+// The expiry is a string column: a date column in the future prints as
+// <invalid> in kubectl.
+//
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.tokenSecretName`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.reason`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Grant",type=string,JSONPath=`.spec.grantType`,priority=1
-// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:printcolumn:name="Instance",type=string,JSONPath=`.status.instanceURL`,priority=1
+// +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.tokenSecretName`,priority=1
+// +kubebuilder:printcolumn:name="Next Refresh",type=string,JSONPath=`.status.nextRefreshTime`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
 // +kubebuilder:validation:XValidation:rule="has(self.spec.tokenSecret) && has(self.spec.tokenSecret.name) || self.spec.credentialsSecretRef.name != self.metadata.name + '-token'",message="the default token Secret name <connection name>-token equals credentialsSecretRef.name: set spec.tokenSecret.name or rename the credentials Secret"
 // +kubebuilder:validation:XValidation:rule="has(self.spec.tokenSecret) && has(self.spec.tokenSecret.name) || size(self.metadata.name) <= 247",message="the connection name is too long for the default token Secret name <connection name>-token (253 characters at most): shorten it or set spec.tokenSecret.name"
 // +kubebuilder:validation:XValidation:rule="self.spec.grantType != 'AuthorizationCode' || size(self.metadata.name) <= 239",message="the connection name is too long for the refresh-token Secret <connection name>-refresh-token (253 characters at most)"

@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -185,7 +184,7 @@ func run(ctx context.Context, d demo) (err error) {
 			return err
 		}
 	}
-	err = watch(ctx, env.Client, ci, exited, d.authCode)
+	err = watch(ctx, env, ci, exited, d.authCode)
 	if err != nil {
 		if log, readErr := os.ReadFile(logFile); readErr == nil {
 			fmt.Fprintf(os.Stderr, "--- manager log ---\n%s--- end of manager log ---\n", log)
@@ -266,7 +265,8 @@ func applySamples(ctx context.Context, c client.Client, instance string, authCod
 // watch prints the connection and its token Secret whenever they change. In
 // CI mode it returns nil once the connection is Ready and a second token
 // (a refresh) was observed.
-func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan error, authCode bool) error {
+func watch(ctx context.Context, env *testenv.Env, ci bool, managerExited <-chan error, authCode bool) error {
+	c := env.Client
 	key := types.NamespacedName{Namespace: namespace, Name: connName}
 	names := []string{connName}
 	if authCode {
@@ -292,7 +292,9 @@ func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan e
 		if err := c.Get(ctx, key, &conn); err != nil {
 			continue
 		}
-		view := ""
+		// What changed is decided from the objects' versions: the table's
+		// AGE column changes every second.
+		details, versions := "", ""
 		for _, name := range names {
 			var cn snowv1.ServiceNowConnection
 			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &cn); err != nil {
@@ -300,11 +302,16 @@ func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan e
 			}
 			var secret corev1.Secret
 			hasSecret := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: cn.TokenSecretName()}, &secret) == nil
-			view += describe(&cn, &secret, hasSecret)
+			details += describe(&cn, &secret, hasSecret)
+			versions += cn.ResourceVersion + "/" + secret.ResourceVersion + " "
 		}
-		if view != last {
-			fmt.Printf("── %s\n%s\n", time.Now().Format("15:04:05"), view)
-			last = view
+		if versions != last {
+			table, err := testenv.KubectlGet(ctx, env.Config, namespace, true)
+			if err != nil {
+				table = "kubectl get snc: " + err.Error() + "\n"
+			}
+			fmt.Printf("── %s  kubectl get snc -o wide\n%s%s\n", time.Now().Format("15:04:05"), table, details)
+			last = versions
 		}
 		st := conn.Status
 		if st.LastRefreshTime != nil && firstRefresh == nil && meta.IsStatusConditionTrue(st.Conditions, snowv1.ConditionReady) {
@@ -318,26 +325,13 @@ func watch(ctx context.Context, c client.Client, ci bool, managerExited <-chan e
 	}
 }
 
-// describe renders what `kubectl get snc -o wide` and the token Secret say,
+// describe renders what the conditions and the token Secret of conn say,
 // with the token itself redacted.
 func describe(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, hasSecret bool) string {
 	var b strings.Builder
-	tw := tabwriter.NewWriter(&b, 0, 4, 3, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "NAME\tREADY\tSECRET\tEXPIRES\tGRANT\tMESSAGE")
-	ready, msg := "", ""
-	if r := meta.FindStatusCondition(conn.Status.Conditions, snowv1.ConditionReady); r != nil {
-		ready, msg = string(r.Status), r.Message
-	}
-	expires := ""
-	if conn.Status.ExpiresAt != nil {
-		expires = conn.Status.ExpiresAt.UTC().Format(time.RFC3339)
-	}
-	_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", conn.Name, ready, conn.Status.TokenSecretName, expires, conn.Spec.GrantType, msg)
-	_ = tw.Flush()
+	fmt.Fprintf(&b, "%s:\n", conn.Name)
 	for _, c := range conn.Status.Conditions {
-		if c.Type != snowv1.ConditionReady {
-			fmt.Fprintf(&b, "  condition %s=%s (%s): %s\n", c.Type, c.Status, c.Reason, c.Message)
-		}
+		fmt.Fprintf(&b, "  condition %s=%s (%s): %s\n", c.Type, c.Status, c.Reason, c.Message)
 	}
 	if hasSecret {
 		fmt.Fprintf(&b, "  Secret %s: access_token=<redacted, %d bytes> token_type=%s expires_at=%s instance_url=%s\n",

@@ -217,6 +217,17 @@ func TestChartAlertsAreTheRulesPromtoolTests(t *testing.T) {
 		ContainElement(HaveKeyWithValue("annotations", HaveKeyWithValue("summary", ContainSubstring("{{ $labels.namespace }}")))))))
 }
 
+// test/alerts proves config/prometheus/monitor.yaml's endpoint right on a
+// real Prometheus; the chart's must scrape the same way.
+func TestChartServiceMonitorScrapesLikeTheTestedOne(t *testing.T) {
+	rendered := only(t, helmTemplate(t, "snowauth", "snowauth-system",
+		"--set", "metrics.enable=true", "--set", "prometheus.serviceMonitor.enable=true"), "ServiceMonitor")
+	tested := only(t, readManifests(t, "config/prometheus/monitor.yaml"), "ServiceMonitor")
+	expectSame(t, field(rendered, "spec", "endpoints"), field(tested, "spec", "endpoints"),
+		"the chart's ServiceMonitor endpoint differs from config/prometheus/monitor.yaml's")
+	NewWithT(t).Expect(field(tested, "spec", "endpoints")).To(ConsistOf(HaveKeyWithValue("honorLabels", true)))
+}
+
 func TestChartManagerRulesAreTheGeneratedRBAC(t *testing.T) {
 	g := NewWithT(t)
 	generated := only(t, readManifests(t, "config/rbac/role.yaml"), "ClusterRole").Object["rules"]
