@@ -8,6 +8,7 @@ WORKDIR /workspace
 COPY go.mod go.sum ./
 RUN go mod download
 
+COPY VERSION ./
 COPY cmd/ cmd/
 COPY api/ api/
 COPY controllers/ controllers/
@@ -15,7 +16,10 @@ COPY internal/ internal/
 
 # A static binary (CGO_ENABLED=0) runs on distroless/static. GOARCH has no
 # default so the same Dockerfile builds for the platform docker buildx asks for.
-RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -ldflags="-s -w" -o manager ./cmd
+# The version in VERSION is linked in: `manager --version` and
+# snowauth_build_info report it.
+RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath \
+    -ldflags="-s -w -X github.com/snowauth/snowauth/internal/version.version=$(cat VERSION)" -o manager ./cmd
 
 # The final image: no shell, no package manager, runs as an unprivileged user.
 FROM gcr.io/distroless/static:nonroot

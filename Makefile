@@ -1,7 +1,14 @@
 # snowauth Makefile: `make help` lists the targets.
 
+# snowauth's version: VERSION, or `make release VERSION=x.y.z`. It is the
+# binaries' version (linked into internal/version), the chart's version and
+# appVersion and the image tag (hack/set-version.sh).
+VERSION ?= $(shell cat VERSION)
+export VERSION
+LDFLAGS := -X github.com/snowauth/snowauth/internal/version.version=$(VERSION)
+
 # Image to build and deploy.
-IMG ?= snowauth/manager:latest
+IMG ?= snowauth/manager:$(VERSION)
 
 # Pinned tool versions: bumping one rebuilds it, because the binary name
 # carries the version.
@@ -54,6 +61,7 @@ help: ## Show the targets and what they do.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests and the PrometheusRule under config/, and the Helm chart's copies of them.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	hack/set-version.sh
 	hack/gen-prometheusrule.sh
 	hack/gen-chart.sh
 
@@ -124,29 +132,42 @@ demo: envtest build ## Run snowauth on this machine: API server, ServiceNow simu
 
 .PHONY: build
 build: manifests generate fmt vet ## Build the manager binary into bin/manager.
-	go build -o bin/manager ./cmd
+	go build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd
 
 .PHONY: plugin
 plugin: ## Build the kubectl plugin into bin/kubectl-servicenow; copy it onto PATH for `kubectl servicenow`.
-	go build -o bin/kubectl-servicenow ./cmd/kubectl-servicenow
+	go build -ldflags "$(LDFLAGS)" -o bin/kubectl-servicenow ./cmd/kubectl-servicenow
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager on this machine against the current kubeconfig.
-	go run ./cmd $(RUN_ARGS)
+	go run -ldflags "$(LDFLAGS)" ./cmd $(RUN_ARGS)
 
 # The image is set in a throwaway overlay under bin/ (kustomize wants a
 # relative path to config/default), so config/ is never edited.
 # Where build-installer writes; `make deploy` renders into bin/ instead.
 INSTALLER ?= dist/install.yaml
+INSTALLER_CRDS ?= dist/install-crds.yaml
 
 .PHONY: build-installer
-build-installer: manifests $(KUSTOMIZE) ## Write dist/install.yaml: config/default (CRD, RBAC, manager) in one file, with image IMG.
-	@mkdir -p dist
+build-installer: manifests $(KUSTOMIZE) ## Write dist/install-crds.yaml (config/crd) and dist/install.yaml (config/default: RBAC, manager) with image IMG.
+	@mkdir -p $(dir $(INSTALLER)) $(dir $(INSTALLER_CRDS))
+	@{ echo "# snowauth's CRD: kubectl apply --server-side -f install-crds.yaml, before install.yaml. Deleting it deletes every"; \
+	  echo "# ServiceNowConnection and their token Secrets. Generated from config/crd by 'make build-installer'. DO NOT EDIT."; \
+	  $(KUSTOMIZE) build config/crd; } > $(INSTALLER_CRDS)
 	@mkdir -p $(LOCALBIN); tmp=$$(mktemp -d $(LOCALBIN)/installer.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
 	printf 'resources:\n- %s\n' "$$(realpath --relative-to="$$tmp" config/default)" > "$$tmp/kustomization.yaml"; \
 	(cd "$$tmp" && $(KUSTOMIZE) edit set image snowauth/manager=$(IMG)); \
-	{ echo "# snowauth: kubectl apply --server-side -f install.yaml. Generated from config/default by 'make build-installer'. DO NOT EDIT."; \
+	{ echo "# snowauth: kubectl apply --server-side -f install.yaml, after install-crds.yaml. Deleting it leaves the CRD, the"; \
+	  echo "# connections and their token Secrets. Generated from config/default by 'make build-installer'. DO NOT EDIT."; \
 	  $(KUSTOMIZE) build "$$tmp"; } > $(INSTALLER)
+
+# Where `make release` writes, and the plugin platforms it builds.
+RELEASE_DIR ?= $(LOCALBIN)/release/v$(VERSION)
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+
+.PHONY: release
+release: $(KUSTOMIZE) $(HELM) ## Write a release's artifacts into RELEASE_DIR (bin/release/vVERSION): install.yaml, install-crds.yaml, the chart, the plugin per platform, a krew manifest, checksums, release notes. VERSION must be the VERSION file's.
+	RELEASE_DIR=$(RELEASE_DIR) PLATFORMS="$(PLATFORMS)" hack/release.sh
 
 .PHONY: docker-build
 docker-build: ## Build the manager image (needs a Docker engine).
@@ -163,16 +184,17 @@ install: manifests $(KUSTOMIZE) ## Install the CRD into the cluster of the curre
 	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
 
 .PHONY: uninstall
-uninstall: manifests $(KUSTOMIZE) ## Remove the CRD (and with it every ServiceNowConnection) from the cluster.
+uninstall: manifests $(KUSTOMIZE) ## Remove the CRD: this deletes every ServiceNowConnection and, with them, every token Secret they own.
 	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
 
 .PHONY: deploy
-deploy: ## Deploy the manager with image IMG to the cluster of the current kubeconfig (config/ is left untouched).
-	$(MAKE) --no-print-directory build-installer INSTALLER=$(LOCALBIN)/deploy.yaml IMG=$(IMG)
+deploy: ## Deploy the CRD and the manager with image IMG to the cluster of the current kubeconfig (config/ is left untouched).
+	$(MAKE) --no-print-directory build-installer INSTALLER=$(LOCALBIN)/deploy.yaml INSTALLER_CRDS=$(LOCALBIN)/deploy-crds.yaml IMG=$(IMG)
+	kubectl apply --server-side -f $(LOCALBIN)/deploy-crds.yaml
 	kubectl apply --server-side -f $(LOCALBIN)/deploy.yaml
 
 .PHONY: undeploy
-undeploy: $(KUSTOMIZE) ## Remove the manager and the CRD from the cluster.
+undeploy: $(KUSTOMIZE) ## Remove the manager; the CRD, the connections and their token Secrets stay (see `make uninstall`).
 	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
 
 ##@ Tools (pinned, built from Go module sources into bin/)

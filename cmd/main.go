@@ -27,6 +27,7 @@ import (
 	"github.com/snowauth/snowauth/controllers"
 	"github.com/snowauth/snowauth/internal/authserver"
 	"github.com/snowauth/snowauth/internal/servicenow"
+	"github.com/snowauth/snowauth/internal/version"
 )
 
 var scheme = runtime.NewScheme()
@@ -99,9 +100,15 @@ func main() {
 		"File holding the signing key (at least 32 bytes) instead of --authorization-key-secret.")
 	flag.DurationVar(&o.authLinkTTL, "authorization-link-ttl", authserver.DefaultLinkTTL,
 		"How long an authorization link works.")
+	printVersion := flag.Bool("version", false, "Print the manager's version and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *printVersion {
+		v := version.Get()
+		fmt.Printf("snowauth manager %s (revision %s, %s)\n", v.Version, v.Revision, v.GoVersion)
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	if err := run(o); err != nil {
@@ -176,7 +183,7 @@ func run(o options) error {
 		return err
 	}
 
-	log.Info("starting manager", "allowedInstanceDomains", o.allowedDomains, "watchNamespaces", namespaces)
+	log.Info("starting manager", "version", version.Get().Version, "allowedInstanceDomains", o.allowedDomains, "watchNamespaces", namespaces)
 	// The signal handler cancels on SIGTERM/SIGINT; the manager then stops
 	// its controllers, letting in-flight reconciles finish.
 	return mgr.Start(ctrl.SetupSignalHandler())

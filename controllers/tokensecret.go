@@ -56,9 +56,9 @@ func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, 
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil
-	case !metav1.IsControlledBy(secret, s.conn):
+	case !isOurs(secret, s.conn):
 		return needsPerson(snowv1.ReasonSecretConflict,
-			"Secret %s already exists and is not controlled by this connection; snowauth leaves it alone: delete it or set spec.tokenSecret.name", key.Name)
+			"Secret %s already exists and is not this connection's; snowauth leaves it alone: delete it or set spec.tokenSecret.name", key.Name)
 	}
 	s.secret = secret
 	// The other keys are not trusted: an edited expires_at or instance_url
@@ -69,6 +69,18 @@ func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, 
 		s.stored = &storedToken{accessToken: tok, expiry: st.ExpiresAt.Time, instanceURL: st.InstanceURL}
 	}
 	return nil
+}
+
+// isOurs says whether secret is conn's token Secret: controlled by conn, or
+// (kept by deletionPolicy Retain, so without an owner) controlled by nobody
+// and labelled as snowauth's for a connection of conn's name, which then
+// adopts it. snowauth never takes over any other Secret.
+func isOurs(secret *corev1.Secret, conn *snowv1.ServiceNowConnection) bool {
+	if metav1.IsControlledBy(secret, conn) {
+		return true
+	}
+	return metav1.GetControllerOf(secret) == nil &&
+		secret.Labels[snowv1.LabelManagedBy] == snowv1.ManagedByValue && secret.Labels[snowv1.LabelConnection] == conn.Name
 }
 
 // writeTokenSecret makes the token Secret hold tok, the operator's labels
@@ -99,7 +111,12 @@ func (r *ServiceNowConnectionReconciler) writeTokenSecret(ctx context.Context, s
 		desired.Annotations[k] = v
 	}
 	desired.Annotations[annotationTokenSHA256] = fingerprint(tok.accessToken)
-	if err := controllerutil.SetControllerReference(s.conn, desired, r.Scheme()); err != nil {
+	if s.conn.Spec.TokenSecret.DeletionPolicy == snowv1.TokenSecretRetain {
+		// No owner: the Secret outlives the connection.
+		desired.OwnerReferences = slices.DeleteFunc(desired.OwnerReferences, func(o metav1.OwnerReference) bool {
+			return o.UID == s.conn.UID
+		})
+	} else if err := controllerutil.SetControllerReference(s.conn, desired, r.Scheme()); err != nil {
 		return err
 	}
 

@@ -33,7 +33,7 @@ for src in config/crd/bases/*.yaml; do
     awk '
       /^---$/ { next }
       /^metadata:$/ && !meta { print; print "  labels:"; print "    {{- include \"snowauth.labels\" . | nindent 4 }}"; meta = 1; next }
-      /^  annotations:$/ && meta && !ann { print; print "    {{- if .Values.crd.keep }}"; print "    helm.sh/resource-policy: keep"; print "    {{- end }}"; ann = 1; next }
+      /^  annotations:$/ && meta && !ann { print; print "    {{- if .Values.crd.keep }}"; print "    helm.sh/resource-policy: keep"; print "    argocd.argoproj.io/sync-options: Prune=false,Delete=false"; print "    {{- end }}"; ann = 1; next }
       { print }
       END { if (!meta || !ann) { print "no metadata.annotations in CRD" > "/dev/stderr"; exit 1 } }
     ' "$src"

@@ -127,7 +127,27 @@ type TokenSecretSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.indexOf('/') <= 253 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="annotation keys must be qualified names: an optional prefix of at most 253 characters (a DNS subdomain: lower-case letters, digits, '-' and '.') and '/', then a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 	// +kubebuilder:validation:XValidation:rule="self.map(k, size(k) + size(self[k])).sum() <= 261120",message="annotations must total at most 261120 characters (255 KiB) of keys and values: Kubernetes limits a Secret's annotations to 256 KiB and snowauth adds its own; shorten or remove some"
 	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// deletionPolicy says what happens to the token Secret when the
+	// connection is deleted. Delete (the default): the Secret is owned by the
+	// connection and Kubernetes deletes it with the connection. Retain: the
+	// Secret carries no owner reference and stays, with its last token, until
+	// someone deletes it; a connection of the same name created later adopts
+	// it (snowauth adopts only a Secret labelled as snowauth's for that
+	// connection).
+	// +optional
+	DeletionPolicy TokenSecretDeletionPolicy `json:"deletionPolicy,omitempty"`
 }
+
+// TokenSecretDeletionPolicy is Delete or Retain.
+// +kubebuilder:validation:Enum=Delete;Retain
+type TokenSecretDeletionPolicy string
+
+// The token Secret deletion policies.
+const (
+	TokenSecretDelete TokenSecretDeletionPolicy = "Delete"
+	TokenSecretRetain TokenSecretDeletionPolicy = "Retain"
+)
 
 // LabelValue is the value of a Kubernetes label: at most 63 characters.
 // +kubebuilder:validation:MaxLength=63

@@ -16,17 +16,16 @@ func main() {
 	os.Exit(run())
 }
 
-// run is main without os.Exit, so the signal handler's cleanup runs.
-// Ctrl-C cancels a `refresh --wait` cleanly.
+// run is main without os.Exit, so its deferred work (the signal handler's
+// cleanup) is done before the process exits. Ctrl-C cancels a
+// `refresh --wait` cleanly. The exit code is the error's (plugin.ExitCode):
+// 0 ok, 1 error, 2 usage error, 3 not Ready after --wait.
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd := plugin.NewCommand(plugin.Options{
 		IOStreams: genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr},
 	})
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		// cobra has printed the error.
-		return 1
-	}
-	return 0
+	// cobra has printed the error, if any.
+	return plugin.ExitCode(cmd.ExecuteContext(ctx))
 }

@@ -27,11 +27,15 @@ func newAuthorizeCommand(s *session) *cobra.Command {
 		Long: "Print the start link (status.authorizationURL) of a connection with the AuthorizationCode grant: " +
 			"open it, log in to ServiceNow and allow access, and snowauth keeps the connection's token fresh from then on. " +
 			"The link works once and for minutes; snowauth renews it while it is needed. With --wait (the default), " +
-			"wait until the connection is Ready with a new authorization.",
+			"wait until the connection is Ready with a new authorization; exit 3 if it is not when --timeout passes.",
 		Example: `  kubectl servicenow authorize catalog
   kubectl servicenow authorize catalog --open`,
-		Args: cobra.ExactArgs(1),
+		Args:              usageArgs(cobra.ExactArgs(1)),
+		ValidArgsFunction: s.completeNames(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if wait && timeout <= 0 {
+				return usageError(cmd, "--timeout must be positive, got %s", timeout)
+			}
 			c, ns, err := s.client()
 			if err != nil {
 				return err
@@ -79,7 +83,7 @@ func newAuthorizeCommand(s *session) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&open, "open", false, "Also open the link in the default browser.")
 	cmd.Flags().BoolVar(&wait, "wait", true, "Wait until the connection is authorised and Ready.")
-	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "How long to wait for the authorization.")
+	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "How long to wait for the authorization; exit 3 if nobody completes it in time.")
 	return cmd
 }
 
@@ -92,8 +96,8 @@ func waitForAuthorization(cmd *cobra.Command, c client.WithWatch, conn *snowv1.S
 		return current.Status.AuthorizationURL == "" &&
 			meta.IsStatusConditionTrue(current.Status.Conditions, snowv1.ConditionReady), nil
 	})
-	if err != nil && ctx.Err() != nil {
-		return nil, errors.New("timed out: nobody completed the authorization; run the command again for a fresh link")
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return nil, notReady(errors.New("timed out: nobody completed the authorization; run the command again for a fresh link"))
 	}
 	return ready, err
 }

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/plugin"
 )
 
 func TestStatusShowsAReadyConnectionAtAGlance(t *testing.T) {
@@ -127,6 +128,7 @@ func TestStatusOfAMissingConnectionNamesTheNamespace(t *testing.T) {
 	r := kubectlServicenow(kubeconfig(t, "default"), t0, "status", "orders", "-n", ns)
 
 	g.Expect(r.err).To(MatchError(fmt.Sprintf(`ServiceNowConnection "orders" not found in namespace %q`, ns)))
+	g.Expect(r.code).To(Equal(plugin.ExitFailure))
 	g.Expect(r.stderr).To(ContainSubstring("Error: ServiceNowConnection \"orders\" not found"))
 	g.Expect(r.stdout).To(BeEmpty())
 }
@@ -209,6 +211,7 @@ func TestRefreshRefusesASuspendedConnection(t *testing.T) {
 	r := kubectlServicenow(kubeconfig(t, ns), t0, "refresh", "orders", "--wait")
 
 	g.Expect(r.err).To(MatchError(ContainSubstring("is suspended (spec.suspend is true)")))
+	g.Expect(r.code).To(Equal(plugin.ExitFailure))
 	g.Expect(annotation(g, ns, "orders")).To(BeEmpty())
 }
 
@@ -224,6 +227,7 @@ func TestRefreshWaitGivesUpAfterTheTimeoutWhenNoOperatorActs(t *testing.T) {
 		ContainSubstring("timed out after 2s: snowauth has not acted on refresh request"),
 		ContainSubstring("is the operator running"),
 	)))
+	g.Expect(r.code).To(Equal(plugin.ExitNotReady))
 	g.Expect(time.Since(started)).To(BeNumerically("<", 30*time.Second))
 	g.Expect(annotation(g, ns, "orders")).NotTo(BeEmpty(), "the request itself was made")
 }
@@ -238,6 +242,7 @@ func TestRefreshWaitFailsAtOnceWhenRBACForbidsWatching(t *testing.T) {
 
 	// The API server's reason, not a timeout that blames the operator.
 	g.Expect(r.err).To(MatchError(ContainSubstring(`User "requester" cannot list resource "servicenowconnections"`)))
+	g.Expect(r.code).To(Equal(plugin.ExitFailure), "forbidden is an error, not a connection that is not Ready")
 	g.Expect(annotation(g, ns, "orders")).NotTo(BeEmpty(), "patch was allowed, so the request was made")
 }
 

@@ -1,12 +1,22 @@
-// Package plugin is the kubectl plugin `kubectl servicenow`: it shows how a
-// ServiceNowConnection's token is doing (status, list) and asks snowauth for
-// an immediate refresh (refresh), optionally waiting for the outcome.
+// Package plugin is the kubectl plugin `kubectl servicenow`: it shows how
+// ServiceNowConnections' tokens are doing (status, list), asks snowauth for
+// an immediate refresh of one connection or many (refresh), optionally
+// waiting for the outcome, prints the link that authorises an
+// AuthorizationCode connection (authorize), and prints its own version and
+// shell completion scripts (version, completion).
 //
-// It talks to the API server with the user's kubeconfig and RBAC (the
-// standard kubectl flags come from cli-runtime's ConfigFlags), reads
+// It behaves like kubectl: the connection flags come from cli-runtime's
+// ConfigFlags, -o json|yaml prints the objects with cli-runtime's printers
+// as kubectl get does, -l and -A select, and errors carry an exit code
+// (ExitError, ExitCode) that cmd/kubectl-servicenow exits with: 0 ok,
+// 1 error, 2 usage error, 3 not Ready after --wait.
+//
+// It talks to the API server with the user's kubeconfig and RBAC, reads
 // connections and their events.k8s.io/v1 Events, and writes only the
 // servicenow.snowauth.dev/refresh-requested-at annotation. It never reads a
 // Secret: the token Secret is shown by name, so no token can be printed.
+// Text for people, and every error, goes through Printable, so that what
+// the cluster holds cannot drive the terminal.
 //
 // Rendering is separate from fetching: RenderStatus and RenderList write
 // text for given objects and a given time, so their output is tested without

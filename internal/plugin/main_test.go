@@ -59,10 +59,12 @@ func kubeconfig(t *testing.T, namespace string) string {
 	return path
 }
 
-// result is what one invocation of the plugin printed and returned.
+// result is what one invocation of the plugin printed and returned, and
+// the exit code cmd/kubectl-servicenow exits with for it.
 type result struct {
 	stdout, stderr string
 	err            error
+	code           int
 }
 
 // kubectlServicenow runs the plugin's cobra command with args as a user
@@ -77,7 +79,7 @@ func kubectlServicenow(kubeconfig string, now time.Time, args ...string) result 
 	cmd := plugin.NewCommand(opts)
 	cmd.SetArgs(append([]string{"--kubeconfig", kubeconfig}, args...))
 	err := cmd.ExecuteContext(context.Background())
-	return result{stdout: out.String(), stderr: errOut.String(), err: err}
+	return result{stdout: out.String(), stderr: errOut.String(), err: err, code: plugin.ExitCode(err)}
 }
 
 // createConnection creates a client-credentials connection named name.

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,80 +22,147 @@ import (
 
 func newRefreshCommand(s *session) *cobra.Command {
 	var (
+		sel     selection
+		all     bool
 		wait    bool
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "refresh NAME",
-		Short: "Ask snowauth to obtain a new token for a connection now",
-		Long: "Ask snowauth to obtain a new token for a connection now, by setting the annotation " +
-			snowv1.AnnotationRefreshRequestedAt + " to the current time. With --wait, wait until snowauth " +
-			"has acted on this request and report the outcome; a failed refresh exits non-zero.",
+		Use:   "refresh (NAME... | --all | -l SELECTOR) [-A] [--wait [--timeout 2m]]",
+		Short: "Ask snowauth to obtain a new token for connections now",
+		Long: "Ask snowauth to obtain a new token for each named connection now, or for every connection of the " +
+			"namespace (--all) or that the selector matches (-l), in all namespaces with -A, by setting the annotation " +
+			snowv1.AnnotationRefreshRequestedAt + " to the current time. A suspended connection is refused. " +
+			"With --wait, wait until snowauth has acted on the request of every connection and print the outcome " +
+			"of each; exit 3 if one is not refreshed and Ready when --timeout passes.",
 		Example: `  kubectl servicenow refresh orders
-  kubectl servicenow refresh orders --wait --timeout 1m`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if wait && timeout <= 0 {
-				return fmt.Errorf("--timeout must be positive, got %s", timeout)
+  kubectl servicenow refresh orders crm --wait --timeout 1m
+  kubectl servicenow refresh --all -n team-a
+  kubectl servicenow refresh -l team=payments -A --wait`,
+		Args:              usageArgs(cobra.ArbitraryArgs),
+		ValidArgsFunction: s.completeNames(true),
+		RunE: func(cmd *cobra.Command, names []string) error {
+			switch {
+			case all && sel.selector != "":
+				return usageError(cmd, "give --all or -l/--selector, not both")
+			case len(names) > 0 && (all || sel.selector != ""):
+				return usageError(cmd, "give connection names, --all or -l/--selector, not several of them")
+			case len(names) > 0 && sel.allNamespaces:
+				return usageError(cmd, "a connection cannot be named across all namespaces: use -n, or --all or -l with -A")
+			case len(names) == 0 && !all && sel.selector == "":
+				return usageError(cmd, "give one or more connection names, --all for every connection of the namespace, "+
+					"or -l/--selector (-A widens --all and -l to all namespaces)")
+			case wait && timeout <= 0:
+				return usageError(cmd, "--timeout must be positive, got %s", timeout)
+			}
+			l, err := sel.labels(cmd)
+			if err != nil {
+				return err
 			}
 			c, ns, err := s.client()
 			if err != nil {
 				return err
 			}
-			ctx, name := cmd.Context(), args[0]
+			ctx := cmd.Context()
+			var (
+				conns []snowv1.ServiceNowConnection
+				errs  []error
+			)
+			if len(names) > 0 {
+				conns, errs = get(ctx, c, ns, names)
+			} else {
+				if conns, err = sel.list(ctx, c, ns, l); err != nil {
+					return err
+				}
+				if len(conns) == 0 {
+					_, err := fmt.Fprintf(s.ErrOut, "No ServiceNowConnections found in %s.\n", sel.where(ns))
+					return err
+				}
+			}
+			total := max(len(names), len(conns))
 			value := s.now().UTC().Format(time.RFC3339Nano)
-			conn, err := requestRefresh(ctx, c, ns, name, value)
-			if err != nil {
-				return err
+			var requested []*snowv1.ServiceNowConnection
+			for i := range conns {
+				conn := &conns[i]
+				if err := requestRefresh(ctx, c, conn, value); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if _, err := fmt.Fprintf(s.Out, "Requested a refresh of %s/%s (%s=%s).\n",
+					conn.Namespace, conn.Name, snowv1.AnnotationRefreshRequestedAt, value); err != nil {
+					return err
+				}
+				requested = append(requested, conn)
 			}
-			if _, err := fmt.Fprintf(s.Out, "Requested a refresh of %s/%s (%s=%s).\n",
-				ns, name, snowv1.AnnotationRefreshRequestedAt, value); err != nil {
-				return err
+			if wait {
+				errs = append(errs, s.waitForRefreshes(ctx, c, requested, value, timeout)...)
 			}
-			if !wait {
-				return nil
-			}
-			handled, err := waitForRefresh(ctx, c, conn, value, timeout)
-			if err != nil {
-				return err
-			}
-			if err := refreshOutcome(handled, s.now()); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(s.Out, "Refreshed: Secret %s holds a token that expires %s.\n",
-				handled.Status.TokenSecretName, when(handled.Status.ExpiresAt, s.now()))
-			return err
+			return joinErrors(total, errs)
 		},
 	}
+	sel.addFlags(cmd, "With --all or -l, refresh connections")
+	cmd.Flags().BoolVar(&all, "all", false, "Refresh every connection of the namespace (of all namespaces with -A).")
 	cmd.Flags().BoolVar(&wait, "wait", false,
-		"Wait until snowauth has acted on the request; exit non-zero if the refresh failed.")
+		"Wait until snowauth has acted on the request of every connection; exit 3 if one is not refreshed and Ready.")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute,
-		"How long --wait waits for snowauth to act before giving up.")
+		"How long --wait waits for snowauth to act, for all connections together, before giving up.")
 	return cmd
 }
 
-// requestRefresh sets the refresh annotation to value with a merge patch,
-// which touches nothing else and needs only the patch verb. A suspended
-// connection is refused: snowauth would ignore the request.
-func requestRefresh(ctx context.Context, c client.Client, ns, name, value string) (*snowv1.ServiceNowConnection, error) {
-	conn := &snowv1.ServiceNowConnection{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, conn); err != nil {
-		return nil, explain(err, ns, name)
+// waitForRefreshes waits for the refresh of each of conns at once, prints
+// a line for each refreshed connection as snowauth finishes it, and
+// returns the errors of the others, in the order of conns.
+func (s *session) waitForRefreshes(ctx context.Context, c client.WithWatch, conns []*snowv1.ServiceNowConnection,
+	value string, timeout time.Duration) []error {
+	var (
+		wg      sync.WaitGroup
+		printMu sync.Mutex
+	)
+	results := make([]error, len(conns))
+	for i, conn := range conns {
+		wg.Go(func() {
+			handled, err := waitForRefresh(ctx, c, conn, value, timeout)
+			if err == nil {
+				err = refreshOutcome(handled, s.now())
+			}
+			if err != nil {
+				results[i] = err
+				return
+			}
+			printMu.Lock()
+			defer printMu.Unlock()
+			_, results[i] = fmt.Fprintf(s.Out, "Refreshed %s/%s: Secret %s holds a token that expires %s.\n",
+				handled.Namespace, handled.Name, handled.Status.TokenSecretName, when(handled.Status.ExpiresAt, s.now()))
+		})
 	}
+	wg.Wait()
+	var errs []error
+	for _, err := range results {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// requestRefresh sets the refresh annotation of conn to value with a merge
+// patch, which touches nothing else and needs only the patch verb. A
+// suspended connection is refused: snowauth would ignore the request.
+func requestRefresh(ctx context.Context, c client.Client, conn *snowv1.ServiceNowConnection, value string) error {
 	if conn.Spec.Suspend {
-		return nil, fmt.Errorf("%s/%s is suspended (spec.suspend is true) and snowauth does not refresh it; "+
-			"set spec.suspend to false first", ns, name)
+		return fmt.Errorf("%s/%s is suspended (spec.suspend is true) and snowauth does not refresh it; "+
+			"set spec.suspend to false first", conn.Namespace, conn.Name)
 	}
 	patch, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"annotations": map[string]string{snowv1.AnnotationRefreshRequestedAt: value}},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.Patch(ctx, conn, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		return nil, explain(err, ns, name)
+		return explain(err, conn.Namespace, conn.Name)
 	}
-	return conn, nil
+	return nil
 }
 
 // waitForRefresh watches conn until snowauth has acted on refresh request
@@ -113,8 +182,8 @@ func waitForRefresh(ctx context.Context, c client.WithWatch, conn *snowv1.Servic
 		return requestHandled(current, value)
 	})
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		return nil, fmt.Errorf("timed out after %s: snowauth has not acted on refresh request %s of %s/%s; "+
-			"is the operator running, and does it watch namespace %s?", timeout, value, conn.Namespace, conn.Name, conn.Namespace)
+		return nil, notReady(fmt.Errorf("timed out after %s: snowauth has not acted on refresh request %s of %s/%s; "+
+			"is the operator running, and does it watch namespace %s?", timeout, value, conn.Namespace, conn.Name, conn.Namespace))
 	}
 	return handled, err
 }
@@ -213,20 +282,30 @@ func requestHandled(conn *snowv1.ServiceNowConnection, value string) (bool, erro
 	return conn.Status.LastHandledRefreshRequest == value, nil
 }
 
-// refreshOutcome is nil when the handled request obtained a token, and the
-// failure otherwise. RefreshFailed is the signal rather than
-// lastRefreshTime moving: lastRefreshTime has 1-second resolution, so two
-// refreshes within a second look the same, while snowauth sets or clears
-// RefreshFailed in the status write that marks the request handled.
+// refreshOutcome is nil when the handled request obtained a token and the
+// connection is Ready, and what went wrong otherwise, as an ExitNotReady
+// error. RefreshFailed is the signal rather than lastRefreshTime moving:
+// lastRefreshTime has 1-second resolution, so two refreshes within a
+// second look the same, while snowauth sets or clears RefreshFailed in the
+// status write that marks the request handled.
 func refreshOutcome(conn *snowv1.ServiceNowConnection, now time.Time) error {
-	f := refreshFailed(conn)
-	if f == nil {
-		return nil
+	if f := refreshFailed(conn); f != nil {
+		msg := fmt.Sprintf("the refresh of %s/%s failed: %s: %s", conn.Namespace, conn.Name, f.Reason, f.Message)
+		if st := conn.Status; st.ExpiresAt != nil && st.ExpiresAt.After(now) {
+			msg += fmt.Sprintf(" (the previous token in Secret %s stays valid until %s, %s)",
+				st.TokenSecretName, st.ExpiresAt.UTC().Format(time.RFC3339), RelativeTime(st.ExpiresAt.Time, now))
+		}
+		return notReady(errors.New(msg))
 	}
-	msg := fmt.Sprintf("the refresh of %s/%s failed: %s: %s", conn.Namespace, conn.Name, f.Reason, f.Message)
-	if st := conn.Status; st.ExpiresAt != nil && st.ExpiresAt.After(now) {
-		msg += fmt.Sprintf(" (the previous token in Secret %s stays valid until %s, %s)",
-			st.TokenSecretName, st.ExpiresAt.UTC().Format(time.RFC3339), RelativeTime(st.ExpiresAt.Time, now))
+	if st := meta.FindStatusCondition(conn.Status.Conditions, snowv1.ConditionStalled); st != nil && st.Status == metav1.ConditionTrue {
+		return notReady(fmt.Errorf("%s/%s is stalled and needs a person: %s: %s", conn.Namespace, conn.Name, st.Reason, st.Message))
 	}
-	return errors.New(msg)
+	if r := meta.FindStatusCondition(conn.Status.Conditions, snowv1.ConditionReady); r == nil || r.Status != metav1.ConditionTrue {
+		why := "snowauth has not reported Ready"
+		if r != nil {
+			why = r.Reason + ": " + r.Message
+		}
+		return notReady(fmt.Errorf("%s/%s is not Ready after the refresh: %s", conn.Namespace, conn.Name, why))
+	}
+	return nil
 }

@@ -23,6 +23,13 @@ const none = "<none>"
 // see a failure pattern, few enough to keep the conditions on screen.
 const maxEvents = 10
 
+// RenderOptions change what RenderStatus and RenderList show.
+type RenderOptions struct {
+	// Wide is -o wide: every Event and who reported it in RenderStatus,
+	// more columns in RenderList.
+	Wide bool
+}
+
 // StatusView is what `kubectl servicenow status` shows.
 type StatusView struct {
 	// Connection is the connection as the API server returned it.
@@ -54,8 +61,9 @@ func RelativeTime(t, now time.Time) string {
 // RenderStatus writes a connection's state as a person reads it at a
 // glance: a summary block, its conditions and its recent events. Relative
 // times are computed from now; absolute ones are UTC RFC 3339, the form
-// the operator's condition messages use.
-func RenderStatus(w io.Writer, v StatusView, now time.Time) error {
+// the operator's condition messages use. Every value is shown through
+// Printable.
+func RenderStatus(w io.Writer, v StatusView, now time.Time, opts RenderOptions) error {
 	c := v.Connection
 	st := c.Status
 	summary := [][]string{
@@ -107,10 +115,10 @@ func RenderStatus(w io.Writer, v StatusView, now time.Time) error {
 	if _, err := io.WriteString(w, "Events (newest last):\n"); err != nil {
 		return err
 	}
-	return renderEvents(w, v, now)
+	return renderEvents(w, v, now, opts)
 }
 
-func renderEvents(w io.Writer, v StatusView, now time.Time) error {
+func renderEvents(w io.Writer, v StatusView, now time.Time, opts RenderOptions) error {
 	if v.EventsUnavailable != "" {
 		_, err := io.WriteString(w, "  <cannot list Events: "+oneLine(v.EventsUnavailable)+">\n")
 		return err
@@ -125,10 +133,14 @@ func renderEvents(w io.Writer, v StatusView, now time.Time) error {
 		lb, _, _ := eventTimes(&b)
 		return la.Compare(lb)
 	})
-	if len(events) > maxEvents {
+	if len(events) > maxEvents && !opts.Wide {
 		events = events[len(events)-maxEvents:]
 	}
-	rows := [][]string{{"LAST SEEN", "TYPE", "REASON", "MESSAGE"}}
+	header := []string{"LAST SEEN", "TYPE", "REASON", "MESSAGE"}
+	if opts.Wide {
+		header = []string{"LAST SEEN", "TYPE", "REASON", "FROM", "MESSAGE"}
+	}
+	rows := [][]string{header}
 	for i := range events {
 		e := &events[i]
 		last, first, count := eventTimes(e)
@@ -136,23 +148,28 @@ func renderEvents(w io.Writer, v StatusView, now time.Time) error {
 		if count > 1 {
 			seen += fmt.Sprintf(" (x%d over %s)", count, duration.HumanDuration(last.Sub(first)))
 		}
-		rows = append(rows, []string{seen, e.Type, e.Reason, e.Note})
+		if opts.Wide {
+			rows = append(rows, []string{seen, e.Type, e.Reason, reportedBy(e), e.Note})
+		} else {
+			rows = append(rows, []string{seen, e.Type, e.Reason, e.Note})
+		}
 	}
 	return writeTable(w, "  ", rows)
 }
 
 // RenderList writes one line per connection: where it is, its state (the
 // Ready reason), when its token expires and why refreshing fails, if it
-// does. Connections are sorted by namespace and name.
-func RenderList(w io.Writer, conns []snowv1.ServiceNowConnection, now time.Time) error {
+// does; with opts.Wide also its grant, instance, token Secret, next
+// refresh and the message that goes with its state. Connections are sorted
+// by namespace and name; every value is shown through Printable.
+func RenderList(w io.Writer, conns []snowv1.ServiceNowConnection, now time.Time, opts RenderOptions) error {
 	sorted := slices.Clone(conns)
-	slices.SortFunc(sorted, func(a, b snowv1.ServiceNowConnection) int {
-		if n := strings.Compare(a.Namespace, b.Namespace); n != 0 {
-			return n
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
-	rows := [][]string{{"NAMESPACE", "NAME", "STATE", "EXPIRES", "FAILING"}}
+	sortConnections(sorted)
+	header := []string{"NAMESPACE", "NAME", "STATE", "EXPIRES", "FAILING"}
+	if opts.Wide {
+		header = append(header, "GRANT", "INSTANCE", "SECRET", "NEXT REFRESH", "MESSAGE")
+	}
+	rows := [][]string{header}
 	for i := range sorted {
 		c := &sorted[i]
 		state := "Unknown"
@@ -167,9 +184,43 @@ func RenderList(w io.Writer, conns []snowv1.ServiceNowConnection, now time.Time)
 		if f := refreshFailed(c); f != nil {
 			failing = f.Reason
 		}
-		rows = append(rows, []string{c.Namespace, c.Name, state, expires, failing})
+		row := []string{c.Namespace, c.Name, state, expires, failing}
+		if opts.Wide {
+			next := none
+			if c.Status.NextRefreshTime != nil && !c.Spec.Suspend {
+				next = RelativeTime(c.Status.NextRefreshTime.Time, now)
+			}
+			row = append(row, string(c.Spec.GrantType), orNone(c.Status.InstanceURL), orNone(c.Status.TokenSecretName),
+				next, orNone(stateMessage(c)))
+		}
+		rows = append(rows, row)
 	}
 	return writeTable(w, "", rows)
+}
+
+// stateMessage is the message of the condition that says most about c:
+// RefreshFailed while a refresh fails, else Ready.
+func stateMessage(c *snowv1.ServiceNowConnection) string {
+	if f := refreshFailed(c); f != nil {
+		return f.Message
+	}
+	if r := meta.FindStatusCondition(c.Status.Conditions, snowv1.ConditionReady); r != nil {
+		return r.Message
+	}
+	return ""
+}
+
+// reportedBy is the controller and instance that reported e, as kubectl
+// describe's FROM column shows them.
+func reportedBy(e *eventsv1.Event) string {
+	from := e.ReportingController
+	if from == "" {
+		from = e.DeprecatedSource.Component
+	}
+	if e.ReportingInstance != "" {
+		from += "/" + e.ReportingInstance
+	}
+	return orNone(from)
 }
 
 // stateSummary is the one line that answers "is this connection OK?": the
@@ -282,10 +333,10 @@ func orNone(s string) string {
 	return s
 }
 
-// oneLine keeps a value in its table cell: a tab or newline would break
-// the columns.
+// oneLine keeps a value in its table cell, printable: a tab or newline
+// would break the columns, a control sequence the terminal.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return strings.Join(strings.Fields(Printable(s)), " ")
 }
 
 // writeTable writes rows as aligned columns, each line prefixed by indent.

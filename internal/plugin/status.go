@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 	eventsv1 "k8s.io/api/events/v1"
@@ -13,33 +15,92 @@ import (
 )
 
 func newStatusCommand(s *session) *cobra.Command {
-	return &cobra.Command{
-		Use:   "status NAME",
-		Short: "Show a connection's token, refresh schedule, conditions and recent events",
+	var sel selection
+	var output *outputFlags
+	cmd := &cobra.Command{
+		Use:   "status (NAME... | -l SELECTOR [-A])",
+		Short: "Show connections' tokens, refresh schedules, conditions and recent events",
+		Long: "Show each named connection at a glance: its state, instance, token Secret, when the token expires " +
+			"and is refreshed next, failures since the last success, its conditions and its newest Events. " +
+			"With -l, show every connection the selector matches. -o wide also shows every Event and who " +
+			"reported it; -o json or yaml prints the connections as kubectl get does: the object for one NAME, " +
+			"a List otherwise.",
 		Example: `  kubectl servicenow status orders
-  kubectl servicenow status orders -n team-a --context prod`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+  kubectl servicenow status orders crm -n team-a --context prod
+  kubectl servicenow status -l team=payments -A
+  kubectl servicenow status orders -o yaml`,
+		Args:              usageArgs(cobra.ArbitraryArgs),
+		ValidArgsFunction: s.completeNames(true),
+		RunE: func(cmd *cobra.Command, names []string) error {
+			switch {
+			case len(names) > 0 && sel.selector != "":
+				return usageError(cmd, "give connection names or -l/--selector, not both")
+			case len(names) > 0 && sel.allNamespaces:
+				return usageError(cmd, "a connection cannot be named across all namespaces: use -n, or -l with -A")
+			case len(names) == 0 && sel.selector == "":
+				return usageError(cmd, "give one or more connection names, or -l/--selector to select connections")
+			}
+			l, err := sel.labels(cmd)
+			if err != nil {
+				return err
+			}
+			p, err := output.printer(cmd)
+			if err != nil {
+				return err
+			}
 			c, ns, err := s.client()
 			if err != nil {
 				return err
 			}
-			v, err := fetchStatus(cmd.Context(), c, ns, args[0])
-			if err != nil {
-				return err
+			ctx := cmd.Context()
+			var (
+				conns []snowv1.ServiceNowConnection
+				errs  []error
+			)
+			if len(names) > 0 {
+				conns, errs = get(ctx, c, ns, names)
+			} else {
+				if conns, err = sel.list(ctx, c, ns, l); err != nil {
+					return err
+				}
+				if len(conns) == 0 && output.human() {
+					_, err := fmt.Fprintf(s.ErrOut, "No ServiceNowConnections found in %s.\n", sel.where(ns))
+					return err
+				}
 			}
-			return RenderStatus(s.Out, v, s.now())
+			if p != nil {
+				if len(conns) > 0 || len(errs) == 0 {
+					if err := printConnections(p, s.out(output), conns, len(names) == 1); err != nil {
+						return err
+					}
+				}
+				return joinErrors(max(len(names), len(conns)), errs)
+			}
+			for i := range conns {
+				if i > 0 {
+					if _, err := io.WriteString(s.Out, "\n"); err != nil {
+						return err
+					}
+				}
+				v, err := withEvents(ctx, c, &conns[i])
+				if err != nil {
+					return err
+				}
+				if err := RenderStatus(s.Out, v, s.now(), RenderOptions{Wide: output.wide()}); err != nil {
+					return err
+				}
+			}
+			return joinErrors(max(len(names), len(conns)), errs)
 		},
 	}
+	sel.addFlags(cmd, "With -l, select connections")
+	output = newOutputFlags(cmd)
+	return cmd
 }
 
-// fetchStatus reads the connection and the Events regarding it. A user who
-// may read connections but not Events still gets the connection's status.
-func fetchStatus(ctx context.Context, c client.Client, ns, name string) (StatusView, error) {
-	conn := &snowv1.ServiceNowConnection{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, conn); err != nil {
-		return StatusView{}, explain(err, ns, name)
-	}
+// withEvents adds the Events regarding conn. A user who may read
+// connections but not Events still gets the connection's status.
+func withEvents(ctx context.Context, c client.Client, conn *snowv1.ServiceNowConnection) (StatusView, error) {
 	v := StatusView{Connection: conn}
 	// By UID, so the events of an earlier connection of the same name,
 	// deleted and recreated, are not mistaken for this one's.
@@ -51,7 +112,7 @@ func fetchStatus(ctx context.Context, c client.Client, ns, name string) (StatusV
 	var list eventsv1.EventList
 	// Not fatal: the connection's own status is the main answer, and the
 	// output says why the events are missing.
-	if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingFieldsSelector{Selector: sel}); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace(conn.Namespace), client.MatchingFieldsSelector{Selector: sel}); err != nil {
 		v.EventsUnavailable = err.Error()
 	} else {
 		v.Events = list.Items

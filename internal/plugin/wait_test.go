@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/plugin"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
 	"github.com/snowauth/snowauth/internal/testenv"
 )
@@ -86,8 +87,9 @@ func TestRefreshWaitReportsSuccessOnceTheOperatorRefreshed(t *testing.T) {
 	r := kubectlServicenow(kubeconfig(t, ns), time.Time{}, "refresh", "orders", "--wait", "--timeout", "1m")
 
 	g.Expect(r.err).NotTo(HaveOccurred(), r.stderr)
+	g.Expect(r.code).To(Equal(plugin.ExitOK))
 	g.Expect(r.stdout).To(MatchRegexp(`^Requested a refresh of ` + ns + `/orders \(servicenow.snowauth.dev/refresh-requested-at=\S+\)\.\n` +
-		`Refreshed: Secret orders-token holds a token that expires in \d+m\S* \(\S+Z\)\.\n$`))
+		`Refreshed ` + ns + `/orders: Secret orders-token holds a token that expires in \d+m\S* \(\S+Z\)\.\n$`))
 	var c snowv1.ServiceNowConnection
 	g.Expect(env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "orders"}, &c)).To(Succeed())
 	g.Expect(c.Status.LastHandledRefreshRequest).To(Equal(c.Annotations[snowv1.AnnotationRefreshRequestedAt]),
@@ -106,6 +108,7 @@ func TestRefreshWaitReportsTheFailureWhenServiceNowFailsTheRefresh(t *testing.T)
 
 	r := kubectlServicenow(kubeconfig(t, ns), time.Time{}, "refresh", "orders", "--wait", "--timeout", "1m")
 
+	g.Expect(r.code).To(Equal(plugin.ExitNotReady))
 	g.Expect(r.err).To(MatchError(SatisfyAll(
 		HavePrefix("the refresh of "+ns+"/orders failed: InstanceUnavailable: "),
 		ContainSubstring("503"),

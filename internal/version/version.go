@@ -3,6 +3,7 @@ package version
 import (
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
 // version is set at link time:
@@ -23,7 +24,8 @@ func Get() Info {
 		return withDefault(info)
 	}
 	if info.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		info.Version = bi.Main.Version
+		// `go install ...@v0.2.0` records the tag; releases say 0.2.0.
+		info.Version = strings.TrimPrefix(bi.Main.Version, "v")
 	}
 	modified := false
 	for _, s := range bi.Settings {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
@@ -12,7 +13,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 )
 
 // restrictedNamespace creates a test namespace that enforces the restricted
@@ -68,11 +72,12 @@ func TestChartInstallsOnAnAPIServerAndItsPodIsRestricted(t *testing.T) {
 	}{
 		{"default values", nil, []string{
 			"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
-			"Role", "RoleBinding", "Service", "ServiceAccount",
+			"Role", "RoleBinding", "Service", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
 		}},
 		{"every option", []string{"--values", allOptionsValues}, []string{
 			"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Ingress", "NetworkPolicy",
 			"PodDisruptionBudget", "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,9 +102,11 @@ func TestChartInstallsOnAnAPIServerAndItsPodIsRestricted(t *testing.T) {
 
 func TestInstallYAMLInstallsOnAnAPIServerAndItsPodIsRestricted(t *testing.T) {
 	g, ctx := NewWithT(t), context.Background()
+	g.Expect(apply(ctx, env.Client, readManifests(t, "dist/install-crds.yaml"))).To(Succeed())
 	objs := readManifests(t, "dist/install.yaml")
 	g.Expect(kinds(objs)).To(ContainElements(
-		"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Namespace", "ServiceAccount"))
+		"ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "ServiceAccount",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"))
 	// Its namespace enforces the restricted standard itself, so the
 	// admission below is the one a user's cluster makes.
 	g.Expect(only(t, objs, "Namespace").GetLabels()).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"))
@@ -115,6 +122,53 @@ func TestInstallYAMLInstallsOnAnAPIServerAndItsPodIsRestricted(t *testing.T) {
 		o.SetNamespace("snowauth-system")
 	}
 	g.Expect(apply(ctx, env.Client, policy)).To(Succeed())
+}
+
+func TestDeletingInstallYAMLLeavesTheCRDTheConnectionsAndTheirTokenSecrets(t *testing.T) {
+	g, ctx := NewWithT(t), context.Background()
+	crds := readManifests(t, "dist/install-crds.yaml")
+	g.Expect(kinds(crds)).To(Equal([]string{"CustomResourceDefinition"}))
+	g.Expect(crds[0].GetAnnotations()).To(HaveKeyWithValue("argocd.argoproj.io/sync-options", "Prune=false,Delete=false"),
+		"Argo CD does not prune or delete the CRD")
+	objs := readManifests(t, "dist/install.yaml")
+	g.Expect(kinds(objs)).NotTo(ContainElement("CustomResourceDefinition"))
+	g.Expect(apply(ctx, env.Client, crds)).To(Succeed())
+	g.Expect(apply(ctx, env.Client, objs)).To(Succeed())
+
+	// A connection and the token Secret it owns, as the manager writes it.
+	ns := env.Namespace(t)
+	conn := &snowv1.ServiceNowConnection{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders"},
+		Spec:       snowv1.ServiceNowConnectionSpec{GrantType: snowv1.GrantClientCredentials, CredentialsSecretRef: snowv1.SecretReference{Name: "creds"}},
+	}
+	g.Expect(env.Client.Create(ctx, conn)).To(Succeed())
+	// Envtest never empties a deleted namespace: remove the connection, so
+	// that a later test's cluster-wide operator does not find it.
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, conn) })
+	token := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders-token",
+		Labels: map[string]string{snowv1.LabelManagedBy: snowv1.ManagedByValue, snowv1.LabelConnection: "orders"},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: snowv1.GroupVersion.String(), Kind: "ServiceNowConnection",
+			Name: conn.Name, UID: conn.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
+	}, StringData: map[string]string{snowv1.TokenKeyAccessToken: "still-here"}}
+	g.Expect(env.Client.Create(ctx, token)).To(Succeed())
+
+	// kubectl delete -f install.yaml. (Not its Namespace: envtest has no
+	// namespace controller to finish deleting it, and other tests install
+	// there; a Namespace holds no CRD and no other namespace's objects.)
+	for _, o := range objs {
+		if o.GetKind() != "Namespace" {
+			g.Expect(client.IgnoreNotFound(env.Client.Delete(ctx, o.DeepCopy()))).To(Succeed(), "deleting %s %s", o.GetKind(), o.GetName())
+		}
+	}
+	crd := crds[0].DeepCopy()
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(crd), crd)).To(Succeed())
+	g.Expect(crd.GetDeletionTimestamp()).To(BeNil(), "the CRD stays")
+	g.Consistently(func() error {
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(conn), &snowv1.ServiceNowConnection{})
+	}, 2*time.Second, 200*time.Millisecond).Should(Succeed(), "the connection stays")
+	var kept corev1.Secret
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(token), &kept)).To(Succeed())
+	g.Expect(string(kept.Data[snowv1.TokenKeyAccessToken])).To(Equal("still-here"), "the token Secret stays")
 }
 
 // The checks above could pass vacuously if envtest's API server did not
