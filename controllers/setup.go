@@ -71,6 +71,8 @@ type Options struct {
 	// Metrics receives the per-connection collector; nil means
 	// controller-runtime's registry, which the manager serves on /metrics.
 	Metrics prometheus.Registerer
+	// Now is the reconciler's clock; nil means the wall clock. Tests skew it.
+	Now func() time.Time
 }
 
 // AddConnectionController is the one place that wires snowauth's
@@ -92,6 +94,7 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 		Recorder:      mgr.GetEventRecorder("snowauth"),
 		Tokens:        o.Tokens,
 		Authorization: o.Authorization,
+		Now:           o.Now,
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &snowv1.ServiceNowConnection{}, secretNameIndex,
 		func(o client.Object) []string {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
@@ -42,6 +43,8 @@ type Manager struct {
 	// Metrics receives the per-connection metrics; nil: a registry of the
 	// manager's own.
 	Metrics prometheus.Registerer
+	// Now is the reconciler's clock (nil: the wall clock), to skew it.
+	Now func() time.Time
 	// Options changes the manager's options before it is created (leader
 	// election, say).
 	Options func(*ctrl.Options)
@@ -88,6 +91,7 @@ func (e *Env) StartManager(t testing.TB, m Manager) (mgr ctrl.Manager, stop func
 		// controller name.
 		Controller: controller.Options{SkipNameValidation: ptr.To(true)},
 		Metrics:    metrics,
+		Now:        m.Now,
 	}); err != nil {
 		t.Fatalf("setting up the controller: %v", err)
 	}
