@@ -84,7 +84,7 @@ $(ENVTEST_DIR)/kube-apiserver:
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) ENVTEST_ETCD_VERSION=$(ENVTEST_ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_DIR)
 
 .PHONY: test
-test: manifests generate fmt vet envtest test-rules helm-lint bench-smoke $(KUSTOMIZE) $(PROMETHEUS) ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, the alert rules on a real Prometheus and with promtool, the Helm chart lint and a smoke run of the benchmarks.
+test: manifests generate fmt vet envtest test-rules helm-lint bench-smoke soak-smoke $(KUSTOMIZE) $(PROMETHEUS) ## Run all tests: Go tests against a real API server (envtest) and the ServiceNow simulator, the alert rules on a real Prometheus and with promtool, the Helm chart lint and a smoke run of the benchmarks.
 	go test ./... -count=1 -coverprofile cover.out
 
 .PHONY: test-rules
@@ -102,6 +102,17 @@ bench: envtest ## Run the benchmarks (test/bench, docs/benchmarks.md; N=1,000, a
 .PHONY: bench-smoke
 bench-smoke: envtest ## Run the benchmark harness small and quick (N=20); fails if the harness breaks, never on performance goals.
 	go run ./test/bench -smoke
+
+# Flags for `make soak`, e.g. SOAK_ARGS="-n 500 -duration 10m -seed 42".
+SOAK_ARGS ?=
+
+.PHONY: soak
+soak: envtest ## Run the chaos soak (test/soak, docs/reliability.md; N=200, a few minutes): random ServiceNow faults and leader kills, every token Secret watched. Flags: SOAK_ARGS.
+	go run ./test/soak $(SOAK_ARGS)
+
+.PHONY: soak-smoke
+soak-smoke: envtest ## Run the chaos soak small and quick (N=10, 25 s of chaos); fails if the harness breaks or an invariant is violated.
+	go run ./test/soak -smoke
 
 .PHONY: helm-lint
 helm-lint: $(HELM) ## Lint the Helm chart (dist/chart) and render it with the default values and with ci/all-options-values.yaml.

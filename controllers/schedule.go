@@ -59,8 +59,8 @@ func refreshTime(issued, expiry time.Time, refreshBefore *time.Duration, jitter 
 //     hour): asking earlier only prolongs a rate limit;
 //   - failures a person must fix wait slowRetry;
 //   - transient failures back off exponentially from retryBase to retryCap
-//     with full jitter, pulled in to land before a still-valid token
-//     expires where that is possible.
+//     with full jitter, and never wait more than half the time a still-valid
+//     token has left, so retries keep closing in on its expiry.
 func retryDelay(f *failure, failures int32, now time.Time, tokenExpiry *time.Time, jitter Jitter) time.Duration {
 	if f.retryAfter > 0 {
 		return f.retryAfter
@@ -74,7 +74,10 @@ func retryDelay(f *failure, failures int32, now time.Time, tokenExpiry *time.Tim
 	}
 	d := max(minDelay, jitter(ceiling+1))
 	if tokenExpiry != nil {
-		if left := tokenExpiry.Sub(now); left > 0 && d >= left {
+		// At most half the time the token has left, so that a retry that
+		// fails too leaves room for another before the token expires: the
+		// retries close in on the expiry instead of landing just before it.
+		if left := tokenExpiry.Sub(now); left > 0 && d > left/2 {
 			d = max(minDelay, left/2)
 		}
 	}

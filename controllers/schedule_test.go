@@ -188,6 +188,13 @@ func TestRetryDelay(t *testing.T) {
 			want: time.Minute,
 		},
 		{
+			// Seen in the chaos soak: 18s of a 20s backoff with 20s left,
+			// then a rate limit, and the token expired before the retry.
+			name:    "leaves room for another retry before a still-valid token expires",
+			failure: transient, failures: 3, tokenExpiry: timePtr(t0.Add(20 * time.Second)), jitter: fullJitter,
+			want: 10 * time.Second,
+		},
+		{
 			name:    "keeps the backoff when the token outlives it",
 			failure: transient, failures: 7, tokenExpiry: timePtr(t0.Add(10 * time.Minute)), jitter: fullJitter,
 			want: 5 * time.Minute,

@@ -1,0 +1,22 @@
+// Command soak is snowauth's chaos soak: the real manager binary, two
+// replicas with leader election, against an envtest API server and two
+// ServiceNow simulators (two instance hosts), with N connections whose
+// tokens live a short while. For the run's duration it injects faults from
+// the reliability matrix at random on each host (a 503, a hang, a dropped
+// connection, a rate limit, a hibernation page, malformed JSON, a token-less
+// answer), kills the leader with SIGKILL at random and starts a new standby,
+// and watches every token Secret. Faults are short next to a token's
+// lifetime, so ServiceNow can always issue a token in time: the promise is
+// that no application ever sees a token Secret missing, blank or expired.
+//
+// It prints a table: refreshes, faults injected by kind, expired or blank
+// observations (goal 0), token requests per successful refresh, extra
+// requests per failover, and the longest time any connection went without a
+// valid token. `make soak` runs it at its defaults (a few minutes on a
+// 2-core machine); `make test` runs it for seconds as a smoke (-smoke) that
+// fails only when the harness breaks or an invariant is violated.
+//
+// It is not a unit test: it sends traffic only to the loopback addresses of
+// the API server, the simulators and the managers it starts, bounded by
+// -duration, and stops by itself.
+package main
