@@ -74,11 +74,14 @@ func classify(err error) *failure {
 // asking ServiceNow anything: re-checking it costs nothing, so it is
 // re-checked on every reconcile rather than backed off. Everything
 // ServiceNow answered (RefreshTokenRejected included) goes through the
-// backoff, so no watch event sends a rejected request again.
+// backoff, so no watch event sends a rejected request again. InvalidInstance
+// is not one of them: ServiceNow answers a redirect or a 404 with it too (an
+// instance outside the allowlist waits for the slow retry, a change of the
+// credentials, or a refresh request, as a TLSError does).
 func isPrecondition(reason string) bool {
 	switch reason {
 	case snowv1.ReasonCredentialsNotFound, snowv1.ReasonCredentialsInvalid, snowv1.ReasonSecretConflict,
-		string(servicenow.KindInvalidInstance), snowv1.ReasonAuthorizationRequired, snowv1.ReasonAuthorizationServerDisabled:
+		snowv1.ReasonAuthorizationRequired, snowv1.ReasonAuthorizationServerDisabled:
 		return true
 	}
 	return false

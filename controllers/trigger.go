@@ -15,8 +15,8 @@ import (
 //   - A token obtained earlier but not stored yet is due once any backoff
 //     ends: storing it costs no request.
 //   - A failure found before any request was made (a missing Secret or key,
-//     an instance not allowed) is re-checked: that costs nothing at
-//     ServiceNow.
+//     a Secret name conflict, no authorization yet) is re-checked: that
+//     costs nothing at ServiceNow.
 //   - Anything ServiceNow answered waits out its backoff: an empty token
 //     Secret is refilled at once only when nothing is being waited out.
 func refreshTrigger(s *scope) string {

@@ -239,9 +239,10 @@ func TestRefreshTrigger(t *testing.T) {
 			want: "re-checking CredentialsInvalid",
 		},
 		{
-			name:   "re-checks an instance that was not allowed",
-			mutate: func(s *scope) { failed(s, notAllowed, 0, 10*time.Minute) },
-			want:   "re-checking InvalidInstance",
+			// ServiceNow answers a redirect or a 404 with InvalidInstance.
+			name:   "does not send again to an instance that redirected, on an unrelated event",
+			mutate: func(s *scope) { failed(s, notAllowed, 1, 15*time.Minute) },
+			want:   "",
 		},
 		{
 			name: "re-checks a conflicting Secret",
