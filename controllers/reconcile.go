@@ -236,7 +236,7 @@ func (r *ServiceNowConnectionReconciler) requestToken(ctx context.Context, s *sc
 // it also plans the next refresh and reports the success; a refused write
 // becomes a failure with the token still kept in memory.
 func (r *ServiceNowConnectionReconciler) store(ctx context.Context, s *scope, tok storedToken, obtained *keptToken) error {
-	if err := r.writeTokenSecret(ctx, s, tok); err != nil {
+	if err := r.writeTokenSecret(ctx, s, tok, obtained == nil); err != nil {
 		if obtained == nil {
 			return err
 		}

@@ -86,7 +86,12 @@ func isOurs(secret *corev1.Secret, conn *snowv1.ServiceNowConnection) bool {
 // writeTokenSecret makes the token Secret hold tok, the operator's labels
 // and the user's. It writes nothing when the Secret already says all that,
 // and records in s what the Secret holds once the write succeeded.
-func (r *ServiceNowConnectionReconciler) writeTokenSecret(ctx context.Context, s *scope, tok storedToken) error {
+//
+// A repair (tok is no new token, only what status says the Secret holds)
+// is written only from a connection confirmed current: a cached connection
+// that has not caught up with this process's latest status write still
+// holds the expiry before it, and would put that back over a newer token's.
+func (r *ServiceNowConnectionReconciler) writeTokenSecret(ctx context.Context, s *scope, tok storedToken, repair bool) error {
 	secret := s.secret
 	if secret == nil {
 		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.conn.Namespace, Name: s.conn.TokenSecretName()}}
@@ -131,6 +136,11 @@ func (r *ServiceNowConnectionReconciler) writeTokenSecret(ctx context.Context, s
 		!slices.EqualFunc(secret.OwnerReferences, desired.OwnerReferences, func(a, b metav1.OwnerReference) bool {
 			return equality.Semantic.DeepEqual(a, b)
 		}):
+		if repair {
+			if err := r.confirmCacheIsCurrent(ctx, s); err != nil {
+				return err
+			}
+		}
 		if err := r.Update(ctx, desired); err != nil {
 			return err
 		}
