@@ -111,7 +111,7 @@ soak: envtest ## Run the chaos soak (test/soak, docs/reliability.md; N=200, a fe
 	go run ./test/soak $(SOAK_ARGS)
 
 .PHONY: soak-smoke
-soak-smoke: envtest ## Run the chaos soak small and quick (N=10, 25 s of chaos); fails if the harness breaks or an invariant is violated.
+soak-smoke: envtest ## Run the chaos soak small and quick (N=10, 25 s of faults on 24 s tokens, no kills); fails if the harness breaks or an invariant is violated.
 	go run ./test/soak -smoke
 
 .PHONY: helm-lint

@@ -13,8 +13,12 @@
 // observations (goal 0), token requests per successful refresh, extra
 // requests per failover, and the longest time any connection went without a
 // valid token. `make soak` runs it at its defaults (a few minutes on a
-// 2-core machine); `make test` runs it for seconds as a smoke (-smoke) that
-// fails only when the harness breaks or an invariant is violated.
+// 2-core machine); `make test` runs it for seconds as a smoke (-smoke: faults
+// on short tokens, no kills) that fails when the harness breaks or an
+// invariant is violated. A leader kill is a fault too: its takeover (the
+// Lease's 15 s and a cache sync) must fit in the third of a token's lifetime
+// left at its planned refresh, which -lifespan's default (90 s) leaves and
+// ServiceNow's 30 minutes leave by far.
 //
 // It is not a unit test: it sends traffic only to the loopback addresses of
 // the API server, the simulators and the managers it starts, bounded by

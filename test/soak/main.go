@@ -47,15 +47,19 @@ func parseFlags() *config {
 	flag.DurationVar(&c.lifespan, "lifespan", 90*time.Second, "access token lifespan at both instances")
 	flag.DurationVar(&c.faultGap, "fault-gap", 10*time.Second, "mean healthy time between two faults of one host")
 	flag.DurationVar(&c.faultMax, "fault-max", 6*time.Second, "longest fault")
-	flag.DurationVar(&c.killEvery, "kill-every", 40*time.Second, "mean time between two SIGKILLs of the leader")
+	flag.DurationVar(&c.killEvery, "kill-every", 40*time.Second,
+		"mean time between two SIGKILLs of the leader; 0: none. A standby takes over when the Lease expires (about 17 s), "+
+			"so a third of -lifespan must be longer than that")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "random seed (printed, to replay a run)")
-	flag.BoolVar(&c.smoke, "smoke", false, "small and quick (N=10, 25 s, one kill); explicit flags still win")
+	flag.BoolVar(&c.smoke, "smoke", false,
+		"small and quick (N=10, 25 s of faults on 24 s tokens, so every connection refreshes under them; no kills, "+
+			"whose takeover outlasts such short tokens); explicit flags still win")
 	flag.StringVar(&c.keepLogDir, "logs", "", "keep the managers' logs in this folder")
 	flag.Parse()
 	if c.smoke {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, v := range map[string]string{"n": "10", "duration": "25s", "lifespan": "30s", "fault-gap": "4s", "fault-max": "2s", "kill-every": "15s"} {
+		for name, v := range map[string]string{"n": "10", "duration": "25s", "lifespan": "24s", "fault-gap": "4s", "fault-max": "2s", "kill-every": "0s"} {
 			if !set[name] {
 				_ = flag.Set(name, v)
 			}
@@ -232,7 +236,7 @@ func run(ctx context.Context, cfg *config) (*report, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for sleep(chaos, jitter(rng, cfg.killEvery)) {
+		for cfg.killEvery > 0 && sleep(chaos, jitter(rng, cfg.killEvery)) {
 			took, err := mgrs.killLeader(ctx)
 			if err != nil {
 				logf("kill: %v", err)
