@@ -103,6 +103,7 @@ func Run(m *testing.M, env **Env) {
 	}
 	*env = e
 	code := m.Run()
+	RemoveManagerBinary()
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -112,67 +110,16 @@ type target struct {
 	pod, address string
 }
 
-var (
-	buildOnce  sync.Once
-	managerBin string
-	buildErr   error
-)
-
-// startManager builds the manager binary (once) and runs it as replica pod
-// with leader election in namespace release, until the test ends.
+// startManager runs the manager as replica pod with leader election in
+// namespace release, until the test ends.
 func startManager(t *testing.T, release, pod, caFile string) target {
 	t.Helper()
-	g := NewWithT(t)
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "snowauth-alerts-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		managerBin = filepath.Join(dir, "manager")
-		cmd := exec.CommandContext(context.Background(), "go", "build", "-o", managerBin, "./cmd")
-		cmd.Dir = testenv.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building the manager: %w\n%s", err, out)
-		}
-	})
-	g.Expect(buildErr).NotTo(HaveOccurred())
-
-	kubeconfig, err := env.KubeConfig()
-	g.Expect(err).NotTo(HaveOccurred())
-	dir := t.TempDir()
-	g.Expect(os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600)).To(Succeed())
-	metrics, probes := freePort(t), freePort(t)
-	cmd := exec.CommandContext(context.Background(), managerBin,
-		"--kubeconfig="+filepath.Join(dir, "kubeconfig"),
+	p := env.StartManagerProcess(t, pod,
 		"--allowed-instance-domains=localhost",
 		"--ca-bundle="+caFile,
 		"--leader-elect", "--leader-election-namespace="+release,
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics), "--metrics-secure=false",
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probes),
 	)
-	logs, err := os.Create(filepath.Join(dir, "manager.log"))
-	g.Expect(err).NotTo(HaveOccurred())
-	cmd.Stdout, cmd.Stderr = logs, logs
-	g.Expect(cmd.Start()).To(Succeed())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		_ = logs.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logs.Name())
-			t.Logf("%s logs:\n%s", pod, b)
-		}
-	})
-	g.Eventually(func() (int, error) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes)) //nolint:noctx // a probe
-		if err != nil {
-			return 0, err
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode, nil
-	}, eventually, interval).Should(Equal(http.StatusOK))
-	return target{pod: pod, address: fmt.Sprintf("127.0.0.1:%d", metrics)}
+	return target{pod: pod, address: p.MetricsAddr}
 }
 
 // serviceMonitorEndpoint is the part of config/prometheus/monitor.yaml the
@@ -298,7 +245,7 @@ func startPrometheus(t *testing.T, release string, replicas []target, rules stri
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(os.WriteFile(filepath.Join(dir, "prometheus.yml"), config, 0o600)).To(Succeed())
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	cmd := exec.CommandContext(context.Background(), bin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -422,13 +369,4 @@ func (p *prometheus) get(t *testing.T, path string, into any) {
 	defer func() { _ = resp.Body.Close() }()
 	NewWithT(t).Expect(resp.StatusCode).To(Equal(http.StatusOK), "GET %s", path)
 	NewWithT(t).Expect(json.NewDecoder(resp.Body).Decode(into)).To(Succeed())
-}
-
-// freePort is a loopback TCP port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	NewWithT(t).Expect(err).NotTo(HaveOccurred())
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }

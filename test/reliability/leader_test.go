@@ -41,7 +41,7 @@ func TestTokensStayValidWhenTheLeaderIsKilledWhileATokenRequestIsInFlight(t *tes
 	w := newWorld(t, env, 2*time.Minute)
 	names := []string{"orders", "billing", "hr"}
 	leading, standby := replicaPair(w)
-	t.Logf("%s leads, %s stands by", leading.name, standby.name)
+	t.Logf("%s leads, %s stands by", leading.Name, standby.Name)
 	w.connect(names...)
 	w.waitReady(names...)
 	w.g.Expect(w.requestsOf(names)).To(HaveEach(1))
@@ -56,12 +56,12 @@ func TestTokensStayValidWhenTheLeaderIsKilledWhileATokenRequestIsInFlight(t *tes
 	w.sim.SetFault(simulator.Fault{Kind: simulator.FaultLatency, Path: "/oauth_token.do", Latency: 20 * time.Second})
 	w.g.Eventually(func() int { return w.sim.TokenRequests("", "") }, 2*time.Minute, 10*time.Millisecond).
 		Should(BeNumerically(">", len(names)), "a refresh reached ServiceNow")
-	leading.kill()
+	leading.Kill()
 	killed := time.Now()
 	w.sim.ClearFault()
 	log := w.sim.TokenRequestLog()
 	inFlight := log[len(log)-1].ClientID
-	t.Logf("killed %s while the refresh of client %s was in flight (%d refreshes in flight)", leading.name, inFlight, len(log)-len(names))
+	t.Logf("killed %s while the refresh of client %s was in flight (%d refreshes in flight)", leading.Name, inFlight, len(log)-len(names))
 
 	w.g.Eventually(standby.leads, eventually, interval).Should(BeTrue(), "the standby takes over")
 	takeover := since(killed)
@@ -106,11 +106,11 @@ func TestAGracefulHandOverAsksServiceNowForNothingWhileTokensAreFresh(t *testing
 	}
 	s := startSampler(t, w.env.Client, w.sim, time.Now, w.tokenSecretKeys(names)...)
 
-	leading.terminate()
+	leading.Terminate()
 	stopped := time.Now()
 	w.g.Eventually(standby.leads, 15*time.Second, interval).Should(BeTrue(), "the standby takes over within seconds")
 	takeover := since(stopped)
-	w.g.Eventually(leading.hasExited, eventually, interval).Should(BeTrue())
+	w.g.Eventually(leading.Exited, eventually, interval).Should(BeTrue())
 	t.Logf("graceful hand-over: the standby led %s after SIGTERM", takeover)
 
 	// The new leader looked at every connection, and found nothing to do.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -41,9 +40,7 @@ func TestMain(m *testing.M) {
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
 	}
-	if managerBin != "" {
-		_ = os.RemoveAll(filepath.Dir(managerBin))
-	}
+	testenv.RemoveManagerBinary()
 	os.Exit(code)
 }
 
