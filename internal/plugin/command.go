@@ -172,6 +172,19 @@ func (sel *selection) list(ctx context.Context, c client.Client, ns string, l la
 	return list.Items, nil
 }
 
+// resolve reads the connections a command was given: the ones named names
+// (with the error of each it could not read) or, without names, the ones
+// sel and l select (err is then the List's).
+func (sel *selection) resolve(ctx context.Context, c client.Client, ns string, names []string, l labels.Selector) (
+	conns []snowv1.ServiceNowConnection, errs []error, err error) {
+	if len(names) > 0 {
+		conns, errs = get(ctx, c, ns, names)
+		return conns, errs, nil
+	}
+	conns, err = sel.list(ctx, c, ns, l)
+	return conns, nil, err
+}
+
 // get reads the connections named names in ns, in that order, and the
 // error of each name it could not read.
 func get(ctx context.Context, c client.Client, ns string, names []string) ([]snowv1.ServiceNowConnection, []error) {

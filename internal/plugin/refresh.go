@@ -64,20 +64,13 @@ func newRefreshCommand(s *session) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			var (
-				conns []snowv1.ServiceNowConnection
-				errs  []error
-			)
-			if len(names) > 0 {
-				conns, errs = get(ctx, c, ns, names)
-			} else {
-				if conns, err = sel.list(ctx, c, ns, l); err != nil {
-					return err
-				}
-				if len(conns) == 0 {
-					_, err := fmt.Fprintf(s.ErrOut, "No ServiceNowConnections found in %s.\n", sel.where(ns))
-					return err
-				}
+			conns, errs, err := sel.resolve(ctx, c, ns, names, l)
+			if err != nil {
+				return err
+			}
+			if len(names) == 0 && len(conns) == 0 {
+				_, err := fmt.Fprintf(s.ErrOut, "No ServiceNowConnections found in %s.\n", sel.where(ns))
+				return err
 			}
 			total := max(len(names), len(conns))
 			value := s.now().UTC().Format(time.RFC3339Nano)

@@ -53,20 +53,13 @@ func newStatusCommand(s *session) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			var (
-				conns []snowv1.ServiceNowConnection
-				errs  []error
-			)
-			if len(names) > 0 {
-				conns, errs = get(ctx, c, ns, names)
-			} else {
-				if conns, err = sel.list(ctx, c, ns, l); err != nil {
-					return err
-				}
-				if len(conns) == 0 && output.human() {
-					_, err := fmt.Fprintf(s.ErrOut, "No ServiceNowConnections found in %s.\n", sel.where(ns))
-					return err
-				}
+			conns, errs, err := sel.resolve(ctx, c, ns, names, l)
+			if err != nil {
+				return err
+			}
+			if len(names) == 0 && len(conns) == 0 && output.human() {
+				_, err := fmt.Fprintf(s.ErrOut, "No ServiceNowConnections found in %s.\n", sel.where(ns))
+				return err
 			}
 			if p != nil {
 				if len(conns) > 0 || len(errs) == 0 {
