@@ -153,24 +153,13 @@ plugin: ## Build the kubectl plugin into bin/kubectl-servicenow; copy it onto PA
 run: manifests generate fmt vet ## Run the manager on this machine against the current kubeconfig.
 	go run -ldflags "$(LDFLAGS)" ./cmd $(RUN_ARGS)
 
-# The image is set in a throwaway overlay under bin/ (kustomize wants a
-# relative path to config/default), so config/ is never edited.
 # Where build-installer writes; `make deploy` renders into bin/ instead.
 INSTALLER ?= dist/install.yaml
 INSTALLER_CRDS ?= dist/install-crds.yaml
 
 .PHONY: build-installer
 build-installer: manifests $(KUSTOMIZE) ## Write dist/install-crds.yaml (config/crd) and dist/install.yaml (config/default: RBAC, manager) with image IMG.
-	@mkdir -p $(dir $(INSTALLER)) $(dir $(INSTALLER_CRDS))
-	@{ echo "# snowauth's CRD: kubectl apply --server-side -f install-crds.yaml, before install.yaml. Deleting it deletes every"; \
-	  echo "# ServiceNowConnection and their token Secrets. Generated from config/crd by 'make build-installer'. DO NOT EDIT."; \
-	  $(KUSTOMIZE) build config/crd; } > $(INSTALLER_CRDS)
-	@mkdir -p $(LOCALBIN); tmp=$$(mktemp -d $(LOCALBIN)/installer.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
-	printf 'resources:\n- %s\n' "$$(realpath --relative-to="$$tmp" config/default)" > "$$tmp/kustomization.yaml"; \
-	(cd "$$tmp" && $(KUSTOMIZE) edit set image snowauth/manager=$(IMG)); \
-	{ echo "# snowauth: kubectl apply --server-side -f install.yaml, after install-crds.yaml. Deleting it leaves the CRD, the"; \
-	  echo "# connections and their token Secrets. Generated from config/default by 'make build-installer'. DO NOT EDIT."; \
-	  $(KUSTOMIZE) build "$$tmp"; } > $(INSTALLER)
+	hack/build-installer.sh $(INSTALLER_CRDS) $(INSTALLER) $(IMG)
 
 # Where `make release` writes, and the plugin platforms it builds.
 RELEASE_DIR ?= $(LOCALBIN)/release/v$(VERSION)

@@ -40,13 +40,7 @@ trap 'rm -rf "$work"' EXIT
 printf '%s\n' "$notes" > "$out/RELEASE_NOTES.md"
 
 # The kustomize install, as make build-installer writes it.
-{ echo "# snowauth $VERSION's CRD: kubectl apply --server-side -f install-crds.yaml, before install.yaml."
-  "$KUSTOMIZE" build config/crd; } > "$out/install-crds.yaml"
-mkdir "$work/overlay"
-printf 'resources:\n- %s\n' "$(realpath --relative-to="$work/overlay" config/default)" > "$work/overlay/kustomization.yaml"
-(cd "$work/overlay" && "$KUSTOMIZE" edit set image "snowauth/manager=snowauth/manager:$VERSION")
-{ echo "# snowauth $VERSION: kubectl apply --server-side -f install.yaml, after install-crds.yaml."
-  "$KUSTOMIZE" build "$work/overlay"; } > "$out/install.yaml"
+hack/build-installer.sh "$out/install-crds.yaml" "$out/install.yaml" "snowauth/manager:$VERSION"
 
 "$HELM" package dist/chart --version "$VERSION" --app-version "$VERSION" --destination "$out" > /dev/null
 
