@@ -107,11 +107,11 @@ bench-smoke: envtest ## Run the benchmark harness small and quick (N=20); fails 
 SOAK_ARGS ?=
 
 .PHONY: soak
-soak: envtest ## Run the chaos soak (test/soak, docs/reliability.md; N=200, a few minutes): random ServiceNow faults and leader kills, every token Secret watched. Flags: SOAK_ARGS.
+soak: envtest ## Run the chaos soak (test/soak, docs/reliability.md; N=200, a few minutes): random ServiceNow faults, leader kills and API server restarts, every token Secret watched. Flags: SOAK_ARGS.
 	go run ./test/soak $(SOAK_ARGS)
 
 .PHONY: soak-smoke
-soak-smoke: envtest ## Run the chaos soak small and quick (N=10, 25 s of faults on 24 s tokens, no kills); fails if the harness breaks or an invariant is violated.
+soak-smoke: envtest ## Run the chaos soak small and quick (N=10, 25 s of faults on 24 s tokens, no kills or restarts); fails if the harness breaks or an invariant is violated.
 	go run ./test/soak -smoke
 
 .PHONY: helm-lint

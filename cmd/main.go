@@ -58,6 +58,9 @@ type options struct {
 	authKeySecret          string
 	authKeyFile            string
 	authLinkTTL            time.Duration
+	leaseDuration          time.Duration
+	renewDeadline          time.Duration
+	retryPeriod            time.Duration
 }
 
 func main() {
@@ -78,6 +81,14 @@ func main() {
 		"Name of the leader election Lease. Give each snowauth installation in one namespace its own.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "",
 		"Namespace of the leader election Lease (default: the Pod's namespace).")
+	flag.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second,
+		"How long standbys wait, after the leader's last renewal, before taking its Lease.")
+	flag.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second,
+		"How long the leader keeps trying to renew its Lease before it gives up and exits (Kubernetes restarts it). "+
+			"Raise it, and the lease duration above it, where the API server can be away longer, "+
+			"e.g. a single control-plane node being upgraded.")
+	flag.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second,
+		"How often candidates try to take the Lease and the leader renews it.")
 	flag.StringVar(&o.allowedDomains, "allowed-instance-domains", strings.Join(servicenow.DefaultAllowedDomains, ","),
 		"Comma-separated domain suffixes that instance URLs may use. Credentials are only ever sent to these hosts.")
 	flag.StringVar(&o.caBundleFile, "ca-bundle", "",
@@ -119,6 +130,13 @@ func main() {
 
 func run(o options) error {
 	log := ctrl.Log.WithName("setup")
+	// client-go refuses these too, but only once the manager starts, and
+	// in its own words.
+	if o.leaderElect && (o.leaseDuration <= o.renewDeadline || o.renewDeadline <= o.retryPeriod*6/5) {
+		return fmt.Errorf("leader election timings: need --leader-election-lease-duration (%s) > "+
+			"--leader-election-renew-deadline (%s) > 1.2 × --leader-election-retry-period (%s)",
+			o.leaseDuration, o.renewDeadline, o.retryPeriod)
+	}
 
 	var caBundle []byte
 	if o.caBundleFile != "" {
@@ -159,6 +177,9 @@ func run(o options) error {
 		LeaderElectionID:              o.leaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNS,
 		LeaderElectionReleaseOnCancel: true, // the process exits right after the manager stops
+		LeaseDuration:                 &o.leaseDuration,
+		RenewDeadline:                 &o.renewDeadline,
+		RetryPeriod:                   &o.retryPeriod,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)

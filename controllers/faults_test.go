@@ -393,9 +393,9 @@ func TestFaultMatrixTransientFailuresKeepTheTokenBackOffAndRecover(t *testing.T)
 			// RFC 6761: names under .invalid never resolve. Moving the
 			// credentials to it is itself the change that makes a request
 			// due; moving them back heals it.
-			name: "an instance host name that does not resolve", reason: servicenow.KindInstanceUnavailable, message: "cannot resolve nosuchhost.invalid",
-			allowed: []string{"invalid"},
-			fail:    func(w *faultWorld) { w.setInstance("https://nosuchhost.invalid") },
+			name: "an instance host name that does not resolve", reason: servicenow.KindInstanceUnavailable, message: "cannot resolve nosuchhost.snow.invalid",
+			allowed: []string{"snow.invalid"},
+			fail:    func(w *faultWorld) { w.setInstance("https://nosuchhost.snow.invalid") },
 			heal:    func(w *faultWorld) { w.setInstance(w.instanceURL()) },
 		},
 	}

@@ -8,8 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -30,31 +28,6 @@ import (
 // credentials Secret and the token Secret. A change to either Secret finds
 // its connections through it.
 const secretNameIndex = "servicenow.snowauth.dev/secret-names"
-
-// CacheOptions returns the manager's cache options. The cache holds
-// connections and only the Secrets snowauth owns (by label): Secrets of
-// other applications never enter its memory. namespaces restricts the cache
-// (nil: all namespaces).
-func CacheOptions(namespaces []string) cache.Options {
-	return cache.Options{
-		DefaultNamespaces: namespaceConfig(namespaces),
-		DefaultTransform:  cache.TransformStripManagedFields(),
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{snowv1.LabelManagedBy: snowv1.ManagedByValue})},
-		},
-	}
-}
-
-func namespaceConfig(namespaces []string) map[string]cache.Config {
-	if len(namespaces) == 0 {
-		return nil
-	}
-	m := make(map[string]cache.Config, len(namespaces))
-	for _, ns := range namespaces {
-		m[ns] = cache.Config{}
-	}
-	return m
-}
 
 // Options are what AddConnectionController needs besides the manager.
 type Options struct {
@@ -154,18 +127,6 @@ func (r *ServiceNowConnectionReconciler) connectionsNaming(ctx context.Context, 
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
 	}
 	return reqs
-}
-
-// keepIdentityOnly trims a Secret's metadata to what the watch needs. Labels
-// and annotations go too: kubectl's last-applied-configuration annotation
-// holds a client-side-applied Secret's data in clear.
-func keepIdentityOnly(in any) (any, error) {
-	if m, ok := in.(*metav1.PartialObjectMetadata); ok {
-		m.ObjectMeta = metav1.ObjectMeta{
-			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		}
-	}
-	return in, nil
 }
 
 // randomJitter is the production Jitter.

@@ -48,6 +48,10 @@ func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, 
 		if err == nil {
 			err = r.APIReader.Get(ctx, key, secret)
 		}
+	} else if err == nil && trimmed(secret) && isOurs(secret, s.conn) {
+		// A token Secret kept by deletionPolicy Retain has no owner, so
+		// the cache holds no data for it (cache.go): read it whole.
+		err = r.APIReader.Get(ctx, key, secret)
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err

@@ -177,7 +177,13 @@ func normalizeAllowedDomains(domains []string) ([]string, error) {
 		n = strings.TrimPrefix(n, "*.")
 		n = strings.TrimPrefix(n, ".")
 		if n == "" || checkHost(n) != nil {
-			return nil, fmt.Errorf("allowed domain %q is not a DNS name or IP address", d)
+			return nil, fmt.Errorf("allowed domain %q is not a DNS name or IP address (no scheme, port or path)", d)
+		}
+		// A single label ("com", "internal") would allow every host under
+		// it; localhost is the one exception, for the demo and tests.
+		if !strings.Contains(n, ".") && net.ParseIP(n) == nil && n != "localhost" {
+			return nil, fmt.Errorf("allowed domain %q is a single label, which would allow every host under it: "+
+				"name the instances' domain, e.g. service-now.com or snow.example.com", d)
 		}
 		out = append(out, n)
 	}

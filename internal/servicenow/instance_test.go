@@ -89,6 +89,30 @@ func TestAllowedDomainsDefaultToServiceNowClouds(t *testing.T) {
 	g.Expect(err).To(MatchError(ContainSubstring(`allowed domain "https://example.com"`)))
 }
 
+// An allowlist entry that would let credentials go to far more hosts than
+// meant, or that is not a domain at all, stops the manager at start-up
+// with a message that says how to write it.
+func TestAllowlistEntriesThatAreNotInstanceDomainsAreRefusedAtStartUp(t *testing.T) {
+	for entry, want := range map[string]string{
+		"com":                      `allowed domain "com" is a single label, which would allow every host under it`,
+		"*.internal":               `allowed domain "*.internal" is a single label`,
+		"snow.example.com:8443":    `allowed domain "snow.example.com:8443" is not a DNS name or IP address (no scheme, port or path)`,
+		"snow.example.com/path":    "is not a DNS name or IP address",
+		"user@snow.example.com":    "is not a DNS name or IP address",
+		"snow_example.com":         "is not a DNS name or IP address",
+		"https://snow.example.com": "is not a DNS name or IP address",
+	} {
+		t.Run(entry, func(t *testing.T) {
+			_, err := servicenow.NewClient(servicenow.Options{AllowedDomains: []string{entry}})
+			NewWithT(t).Expect(err).To(MatchError(ContainSubstring(want)))
+		})
+	}
+	for _, ok := range []string{"localhost", "10.1.2.3", "snow.example.com", "*.service-now.com"} {
+		_, err := servicenow.NewClient(servicenow.Options{AllowedDomains: []string{ok}})
+		NewWithT(t).Expect(err).NotTo(HaveOccurred(), "entry %q", ok)
+	}
+}
+
 func TestInstanceNamesMustBeAllowlistedToo(t *testing.T) {
 	g := NewWithT(t)
 	client, err := servicenow.NewClient(servicenow.Options{AllowedDomains: []string{"*.snow.example.com"}})

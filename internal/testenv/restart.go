@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
 
@@ -20,14 +19,19 @@ import (
 // it is signalled, for up to half a minute when it has watches to drain.
 //
 // It restarts this Env's API server for everyone using it: give a test
-// that restarts it an Env of its own (Start).
-func (e *Env) RestartAPIServer(t testing.TB, whileDown func()) error {
-	t.Helper()
+// that restarts it an Env of its own (Start). It is not safe for
+// concurrent use.
+func (e *Env) RestartAPIServer(whileDown func()) error {
 	apiServer := e.env.ControlPlane.GetAPIServer()
 	// envtest removes a certificate folder it created when the API server
 	// stops, and would make a new CA on the next start, which clients
-	// holding Config's CA would refuse. Keep a copy and start from it.
-	certs := t.TempDir()
+	// holding Config's CA would refuse. Keep a copy (removed by Stop) and
+	// start from it.
+	certs, err := os.MkdirTemp("", "snowauth-apiserver-certs-")
+	if err != nil {
+		return err
+	}
+	e.removeOnStop = append(e.removeOnStop, certs)
 	entries, err := os.ReadDir(apiServer.CertDir)
 	if err != nil {
 		return fmt.Errorf("reading the API server's certificates: %w", err)

@@ -30,6 +30,9 @@ type Env struct {
 	Scheme *k8sruntime.Scheme
 
 	env *envtest.Environment
+	// removeOnStop are folders Stop removes (RestartAPIServer's copies of
+	// the certificates).
+	removeOnStop []string
 }
 
 // RepoRoot is the repository's top folder, found from this file's path so
@@ -91,7 +94,13 @@ func (e *Env) KubeConfig() ([]byte, error) {
 }
 
 // Stop stops the API server and etcd.
-func (e *Env) Stop() error { return e.env.Stop() }
+func (e *Env) Stop() error {
+	err := e.env.Stop()
+	for _, dir := range e.removeOnStop {
+		_ = os.RemoveAll(dir)
+	}
+	return err
+}
 
 // Run is a TestMain body: it starts the environment into *env, runs the
 // tests, stops it and exits with the tests' code.

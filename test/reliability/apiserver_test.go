@@ -69,7 +69,7 @@ func TestAnAPIServerRestartCostsNoTokenRequestAndChangesNoSecret(t *testing.T) {
 
 	stopped := time.Now()
 	var down time.Duration
-	w.g.Expect(own.RestartAPIServer(t, func() {
+	w.g.Expect(own.RestartAPIServer(func() {
 		// Down for real: the sampler cannot read anything.
 		w.g.Eventually(s.unobservableSamples, eventually, interval).Should(BeNumerically(">", 0))
 		down = since(stopped)

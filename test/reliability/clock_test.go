@@ -73,14 +73,14 @@ func testClockSkew(t *testing.T, skew time.Duration) {
 	w.g.Expect(w.requests(name)).To(Equal(1))
 	s := startSampler(t, w.env.Client, w.sim, w.sim.Now, w.tokenSecretKey(name))
 
-	// jumpTo moves ServiceNow's clock to at and wakes the reconciler up
-	// (an annotation change), so that it plans from the new time: its
-	// timers run on the wall clock.
+	// jumpTo moves ServiceNow's clock to at and wakes the reconciler up,
+	// so that it plans from the new time: its timers run on the wall
+	// clock.
 	pokes := 0
 	jumpTo := func(at time.Time) {
 		w.sim.Advance(at.Sub(w.sim.Now()))
 		pokes++
-		w.annotate(name, "example.com/poked", strconv.Itoa(pokes))
+		w.wake(name, strconv.Itoa(pokes))
 	}
 
 	// The refresh: planned in the reconciler's clock, it must come before

@@ -193,3 +193,19 @@ func (w *world) annotate(name, key, value string) {
 	c.Annotations[key] = value
 	w.g.Expect(w.env.Client.Patch(w.ctx, c, patch)).To(Succeed())
 }
+
+// wake makes the reconciler of connection name look at it again without
+// changing anything it acts on: someone annotates its token Secret, which
+// the reconciler hears of (it owns the Secret) and puts back as it was. An
+// edit of the connection's own labels or foreign annotations would not
+// reach it: its cache drops them.
+func (w *world) wake(name, value string) {
+	w.t.Helper()
+	s := w.tokenSecret(name)
+	patch := client.MergeFrom(s.DeepCopy())
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations["example.com/poked"] = value
+	w.g.Expect(w.env.Client.Patch(w.ctx, s, patch)).To(Succeed())
+}

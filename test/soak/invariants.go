@@ -29,6 +29,8 @@ type invariants struct {
 	invalidFor map[client.ObjectKey]time.Time
 	longest    time.Duration
 	samples    int
+	// unobservable are checks that could not read the Secrets.
+	unobservable int
 }
 
 func newInvariants(keys []client.ObjectKey) *invariants {
@@ -57,15 +59,35 @@ func (inv *invariants) waitAllValid(ctx context.Context, c client.Client, within
 }
 
 // watch checks every token Secret every checkInterval until ctx ends,
-// recording violations.
+// recording violations. While the API server is away (restarting) nothing
+// can be observed, by the soak or by a kubelet: those checks are counted,
+// and the first after it is back judges what the Secrets hold. It gives up
+// when the API server stays away for longer than unreachableLimit.
 func (inv *invariants) watch(ctx context.Context, c client.Client) error {
+	var failingSince time.Time
 	for sleep(ctx, checkInterval) {
-		if _, err := inv.check(ctx, c, true); err != nil && ctx.Err() == nil {
-			return err
+		_, err := inv.check(ctx, c, true)
+		switch {
+		case ctx.Err() != nil:
+		case err == nil:
+			failingSince = time.Time{}
+		case failingSince.IsZero():
+			failingSince = time.Now()
+			fallthrough
+		default:
+			inv.mu.Lock()
+			inv.unobservable++
+			inv.mu.Unlock()
+			if time.Since(failingSince) > unreachableLimit {
+				return fmt.Errorf("the API server has been unreachable for %s: %w", unreachableLimit, err)
+			}
 		}
 	}
 	return ctx.Err()
 }
+
+// unreachableLimit is how long the API server may stay away.
+const unreachableLimit = 2 * time.Minute
 
 // check looks at every token Secret once and returns how many hold no
 // valid token; record says whether that counts against the invariants.
@@ -132,7 +154,8 @@ func (inv *invariants) check(ctx context.Context, c client.Client, record bool) 
 func (inv *invariants) fill(r *report) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	r.connections, r.samples, r.refreshes = len(inv.keys), inv.samples, inv.refreshes
+	r.connections, r.samples, r.refreshes = len(inv.keys), inv.samples-inv.unobservable, inv.refreshes
+	r.unobservable = inv.unobservable
 	r.missing, r.blank, r.expired = len(inv.missing), len(inv.blank), len(inv.expired)
 	r.longestInvalid = inv.longest
 	for _, since := range inv.invalidFor {

@@ -29,37 +29,43 @@ import (
 
 // config is the soak's flags.
 type config struct {
-	n          int
-	duration   time.Duration
-	lifespan   time.Duration
-	faultGap   time.Duration
-	faultMax   time.Duration
-	killEvery  time.Duration
-	seed       uint64
-	smoke      bool
-	keepLogDir string
+	n            int
+	duration     time.Duration
+	lifespan     time.Duration
+	faultGap     time.Duration
+	faultMax     time.Duration
+	killEvery    time.Duration
+	restartEvery time.Duration
+	seed         uint64
+	smoke        bool
+	keepLogDir   string
 }
 
 func parseFlags() *config {
 	c := &config{}
 	flag.IntVar(&c.n, "n", 200, "connections, spread over the two instance hosts")
-	flag.DurationVar(&c.duration, "duration", 3*time.Minute, "how long faults and kills are injected")
-	flag.DurationVar(&c.lifespan, "lifespan", 90*time.Second, "access token lifespan at both instances")
+	flag.DurationVar(&c.duration, "duration", 5*time.Minute, "how long faults, kills and restarts are injected")
+	flag.DurationVar(&c.lifespan, "lifespan", 3*time.Minute,
+		"access token lifespan at both instances; the third left at a planned refresh must outlast "+
+			"the longest takeover (after an API server restart: its absence plus the Lease's 15 s)")
 	flag.DurationVar(&c.faultGap, "fault-gap", 10*time.Second, "mean healthy time between two faults of one host")
 	flag.DurationVar(&c.faultMax, "fault-max", 6*time.Second, "longest fault")
 	flag.DurationVar(&c.killEvery, "kill-every", 40*time.Second,
-		"mean time between two SIGKILLs of the leader; 0: none. A standby takes over when the Lease expires (about 17 s), "+
-			"so a third of -lifespan must be longer than that")
+		"mean time between two SIGKILLs of the leader; 0: none. A standby takes over when the Lease expires (about 17 s)")
+	flag.DurationVar(&c.restartEvery, "restart-every", 75*time.Second,
+		"mean time between two API server restarts (same etcd); 0: none. The API server is away for about 20 s, "+
+			"longer than the leader's renew deadline: the leader exits and is started again, and a replica takes "+
+			"the Lease 15 s after it is back")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "random seed (printed, to replay a run)")
 	flag.BoolVar(&c.smoke, "smoke", false,
-		"small and quick (N=10, 25 s of faults on 24 s tokens, so every connection refreshes under them; no kills, "+
-			"whose takeover outlasts such short tokens); explicit flags still win")
+		"small and quick (N=10, 25 s of faults on 24 s tokens, so every connection refreshes under them; no kills "+
+			"and no API server restarts, whose takeover outlasts such short tokens); explicit flags still win")
 	flag.StringVar(&c.keepLogDir, "logs", "", "keep the managers' logs in this folder")
 	flag.Parse()
 	if c.smoke {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, v := range map[string]string{"n": "10", "duration": "25s", "lifespan": "24s", "fault-gap": "4s", "fault-max": "2s", "kill-every": "0s"} {
+		for name, v := range map[string]string{"n": "10", "duration": "25s", "lifespan": "24s", "fault-gap": "4s", "fault-max": "2s", "kill-every": "0s", "restart-every": "0s"} {
 			if !set[name] {
 				_ = flag.Set(name, v)
 			}
@@ -195,7 +201,7 @@ func run(ctx context.Context, cfg *config) (*report, error) {
 	mgrs := &replicas{bin: managerBin, kubeconfig: kubeconfigFile, caFile: caFile, logDir: logDir}
 	defer mgrs.stopAll()
 	for range 2 {
-		if err := mgrs.start(ctx); err != nil {
+		if err := mgrs.keep(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -233,22 +239,47 @@ func run(ctx context.Context, cfg *config) (*report, error) {
 			}
 		}()
 	}
+	// Kubernetes faults, one at a time: leader kills and API server
+	// restarts, each followed by the wait for a leader.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for cfg.killEvery > 0 && sleep(chaos, jitter(rng, cfg.killEvery)) {
-			took, err := mgrs.killLeader(ctx)
+		k8s := kubeFaults{kill: cfg.killEvery, restart: cfg.restartEvery, rng: rng}
+		for {
+			restart, wait, ok := k8s.next()
+			if !ok || !sleep(chaos, wait) {
+				return
+			}
+			if !restart {
+				took, err := mgrs.killLeader(ctx)
+				if err != nil {
+					logf("kill: %v", err)
+					continue
+				}
+				mu.Lock()
+				r.takeovers = append(r.takeovers, took)
+				mu.Unlock()
+				logf("killed the leader; a standby took over in %s", took.Round(100*time.Millisecond))
+				continue
+			}
+			stopped := time.Now()
+			var away time.Duration
+			if err := env.RestartAPIServer(func() { away = time.Since(stopped) }); err != nil {
+				logf("restarting the API server: %v", err)
+				continue
+			}
+			away = time.Since(stopped)
+			led, err := mgrs.waitLeader(ctx, stopped)
 			if err != nil {
-				logf("kill: %v", err)
+				logf("after the API server restart: %v", err)
 				continue
 			}
 			mu.Lock()
-			r.takeovers = append(r.takeovers, took)
+			r.restarts = append(r.restarts, away)
+			r.leaderless = append(r.leaderless, led)
 			mu.Unlock()
-			logf("killed the leader; a standby took over in %s", took.Round(100*time.Millisecond))
-			if err := mgrs.start(ctx); err != nil {
-				logf("starting a new standby: %v", err)
-			}
+			logf("restarted the API server: away %s, a replica led %s after the stop began",
+				away.Round(100*time.Millisecond), led.Round(100*time.Millisecond))
 		}
 	}()
 	wg.Wait()
@@ -265,8 +296,37 @@ func run(ctx context.Context, cfg *config) (*report, error) {
 		return nil, err
 	}
 	r.requestsAfter, r.issued = countIssued(hosts), countIssuedOK(hosts)
+	r.selfExits = mgrs.selfExits()
 	inv.fill(r)
 	return r, recoverErr
+}
+
+// kubeFaults schedules leader kills and API server restarts (each with its
+// mean gap; 0: none) one after the other: each gap is drawn after the
+// previous fault is over, so the manager gets time to catch up between two.
+type kubeFaults struct {
+	kill, restart time.Duration
+	rng           *rand.Rand
+}
+
+// next says which fault comes next (restart or kill), how long until it,
+// and false when there are none.
+func (k *kubeFaults) next() (restart bool, wait time.Duration, ok bool) {
+	var untilKill, untilRestart time.Duration
+	if k.kill > 0 {
+		untilKill = jitter(k.rng, k.kill)
+	}
+	if k.restart > 0 {
+		untilRestart = jitter(k.rng, k.restart)
+	}
+	switch {
+	case k.kill == 0 && k.restart == 0:
+		return false, 0, false
+	case k.restart == 0 || k.kill > 0 && untilKill <= untilRestart:
+		return false, untilKill, true
+	default:
+		return true, untilRestart, true
+	}
 }
 
 // jitter is a random duration around mean (from half to one and a half).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,31 +18,82 @@ import (
 
 // replica is one manager process.
 type replica struct {
+	n       int
 	cmd     *exec.Cmd
 	metrics string
 	exited  chan struct{}
+	killed  bool // by killLeader, not on its own
 }
 
 // replicas are the manager processes, electing a leader in namespace
-// system.
+// system. Like the kubelet restarting a Pod's container, keep replaces a
+// replica that exits, whether killed or on its own (a leader exits when it
+// cannot renew its Lease, e.g. while the API server restarts).
 type replicas struct {
 	bin, kubeconfig, caFile, logDir string
 
-	mu    sync.Mutex
-	all   []*replica
-	count int
+	mu       sync.Mutex
+	all      []*replica
+	count    int
+	selfExit int // replicas that exited on their own
+	stopping bool
+	wg       sync.WaitGroup
+}
+
+// keep starts a replica and replaces it whenever it exits, until stopAll.
+func (rs *replicas) keep(ctx context.Context) error {
+	r, err := rs.start(ctx)
+	if err != nil {
+		return err
+	}
+	rs.wg.Add(1)
+	go func() {
+		defer rs.wg.Done()
+		var lastErr error
+		for {
+			<-r.exited
+			rs.mu.Lock()
+			stopping := rs.stopping
+			if !r.killed && !stopping {
+				rs.selfExit++
+				logf("manager %d exited on its own (%v); starting it again, as Kubernetes would", r.n, r.cmd.ProcessState)
+			}
+			rs.mu.Unlock()
+			// A manager that cannot reach the API server exits at once
+			// (a crash loop, while the API server restarts).
+			for failed := 0; !stopping; failed++ {
+				if !sleep(ctx, time.Second) {
+					return
+				}
+				if r, err = rs.start(ctx); err == nil {
+					if failed > 0 {
+						logf("manager %d started after %d failed starts (the last: %v)", r.n, failed, lastErr)
+					}
+					break
+				}
+				lastErr = err
+				rs.mu.Lock()
+				stopping = rs.stopping
+				rs.mu.Unlock()
+			}
+			if stopping {
+				return
+			}
+		}
+	}()
+	return nil
 }
 
 // start starts a manager process and waits until it is ready (as a leader
 // or a standby).
-func (rs *replicas) start(ctx context.Context) error {
+func (rs *replicas) start(ctx context.Context) (*replica, error) {
 	metrics, err := freePort()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	probes, err := freePort()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rs.mu.Lock()
 	rs.count++
@@ -49,7 +101,7 @@ func (rs *replicas) start(ctx context.Context) error {
 	rs.mu.Unlock()
 	logs, err := os.Create(filepath.Join(rs.logDir, fmt.Sprintf("manager-%d.log", n)))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.CommandContext(context.Background(), rs.bin, //nolint:gosec // our own binary
 		"--kubeconfig="+rs.kubeconfig, "--allowed-instance-domains=localhost", "--ca-bundle="+rs.caFile,
@@ -59,27 +111,42 @@ func (rs *replicas) start(ctx context.Context) error {
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		_ = logs.Close()
-		return err
+		return nil, err
 	}
-	r := &replica{cmd: cmd, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics), exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); _ = logs.Close(); close(r.exited) }()
+	r := &replica{n: n, cmd: cmd, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics), exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		_ = logs.Close()
+		rs.mu.Lock()
+		rs.all = slices.DeleteFunc(rs.all, func(o *replica) bool { return o == r })
+		rs.mu.Unlock()
+		close(r.exited)
+	}()
 	rs.mu.Lock()
-	rs.all = append(rs.all, r)
+	stopping := rs.stopping
+	if !stopping {
+		rs.all = append(rs.all, r)
+	}
 	rs.mu.Unlock()
+	if stopping {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-r.exited
+		return nil, errors.New("stopping")
+	}
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if code, err := get(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probes)); err == nil && code == http.StatusOK {
-			return nil
+			return r, nil
 		}
 		select {
 		case <-r.exited:
-			return fmt.Errorf("manager %d exited; see %s", n, logs.Name())
+			return nil, fmt.Errorf("manager %d exited; see %s", n, logs.Name())
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("manager %d not ready within a minute", n)
+	return nil, fmt.Errorf("manager %d not ready within a minute", n)
 }
 
 // leader returns the replica whose snowauth_leader is 1, or nil.
@@ -103,19 +170,20 @@ func (rs *replicas) killLeader(ctx context.Context) (time.Duration, error) {
 		return 0, errors.New("no replica leads")
 	}
 	killed := time.Now()
+	rs.mu.Lock()
+	old.killed = true
+	rs.mu.Unlock()
 	_ = old.cmd.Process.Kill()
 	<-old.exited
-	rs.mu.Lock()
-	for i, r := range rs.all {
-		if r == old {
-			rs.all = append(rs.all[:i], rs.all[i+1:]...)
-			break
-		}
-	}
-	rs.mu.Unlock()
-	for time.Since(killed) < 2*time.Minute {
+	return rs.waitLeader(ctx, killed)
+}
+
+// waitLeader waits until a replica leads and returns how long that was
+// after since.
+func (rs *replicas) waitLeader(ctx context.Context, since time.Time) (time.Duration, error) {
+	for time.Since(since) < 2*time.Minute {
 		if rs.leader(ctx) != nil {
-			return time.Since(killed), nil
+			return time.Since(since), nil
 		}
 		select {
 		case <-ctx.Done():
@@ -123,17 +191,27 @@ func (rs *replicas) killLeader(ctx context.Context) (time.Duration, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return 0, errors.New("no standby took over within two minutes")
+	return 0, errors.New("no replica led within two minutes")
 }
 
-func (rs *replicas) stopAll() {
+// selfExits is how many replicas exited on their own.
+func (rs *replicas) selfExits() int {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	for _, r := range rs.all {
+	return rs.selfExit
+}
+
+// stopAll stops every replica (SIGTERM) and keeps none.
+func (rs *replicas) stopAll() {
+	rs.mu.Lock()
+	rs.stopping = true
+	all := slices.Clone(rs.all)
+	rs.mu.Unlock()
+	for _, r := range all {
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
 		<-r.exited
 	}
-	rs.all = nil
+	rs.wg.Wait()
 }
 
 // leads reads the replica's snowauth_leader gauge.

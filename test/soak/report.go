@@ -16,6 +16,9 @@ type report struct {
 	refreshes                     int
 	faults                        map[simulator.FaultKind]int
 	takeovers                     []time.Duration
+	restarts, leaderless          []time.Duration
+	selfExits                     int
+	unobservable                  int
 	requestsBefore, requestsAfter int
 	issued                        int
 	missing, blank, expired       int
@@ -43,6 +46,14 @@ func (r *report) table(cfg *config) string {
 		row("time to take over, median / max", fmt.Sprintf("%.1f s / %.1f s",
 			percentile(r.takeovers, 0.5).Seconds(), percentile(r.takeovers, 1).Seconds()), "")
 	}
+	row("API server restarts", fmt.Sprint(len(r.restarts)), "")
+	if len(r.restarts) > 0 {
+		row("API server away, median / max", fmt.Sprintf("%.1f s / %.1f s",
+			percentile(r.restarts, 0.5).Seconds(), percentile(r.restarts, 1).Seconds()), "")
+		row("from the stop to a leader, median / max", fmt.Sprintf("%.1f s / %.1f s",
+			percentile(r.leaderless, 0.5).Seconds(), percentile(r.leaderless, 1).Seconds()), "")
+	}
+	row("managers that exited on their own (Lease lost) and were started again", fmt.Sprint(r.selfExits), "")
 	row("token Secrets seen missing, blank, expired", fmt.Sprintf("%d, %d, %d", r.missing, r.blank, r.expired), "0, 0, 0")
 	row("longest time a connection held no valid token", r.longestInvalid.Round(100*time.Millisecond).String(), "0")
 	requests := r.requestsAfter - r.requestsBefore
@@ -51,10 +62,11 @@ func (r *report) table(cfg *config) string {
 	}
 	// Tokens issued but never seen stored: requests a failover or a retry
 	// repeated.
-	if extra := r.issued - r.connections - r.refreshes; len(r.takeovers) > 0 {
-		row("tokens issued but not seen stored, per failover", fmt.Sprintf("%.2f (%d)", float64(max(extra, 0))/float64(len(r.takeovers)), max(extra, 0)), "≤ 1")
+	if failovers := len(r.takeovers) + r.selfExits; failovers > 0 {
+		extra := max(r.issued-r.connections-r.refreshes, 0)
+		row("tokens issued but not seen stored, per failover", fmt.Sprintf("%.2f (%d)", float64(extra)/float64(failovers), extra), "≤ 1")
 	}
-	row("Secret checks", fmt.Sprint(r.samples), "")
+	row("Secret checks (and checks while the API server was away)", fmt.Sprintf("%d (%d)", r.samples, r.unobservable), "")
 	return b.String()
 }
 
