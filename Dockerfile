@@ -1,4 +1,4 @@
-# Build the manager binary.
+# Build the manager and the authorization server (one image, two commands).
 FROM golang:1.26 AS builder
 ARG TARGETOS
 ARG TARGETARCH
@@ -19,12 +19,16 @@ COPY internal/ internal/
 # The version in VERSION is linked in: `manager --version` and
 # snowauth_build_info report it.
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath \
-    -ldflags="-s -w -X github.com/snowauth/snowauth/internal/version.version=$(cat VERSION)" -o manager ./cmd
+    -ldflags="-s -w -X github.com/snowauth/snowauth/internal/version.version=$(cat VERSION)" -o manager ./cmd && \
+    CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath \
+    -ldflags="-s -w -X github.com/snowauth/snowauth/internal/version.version=$(cat VERSION)" -o authserver ./cmd/authserver
 
 # The final image: no shell, no package manager, runs as an unprivileged user.
 FROM gcr.io/distroless/static:nonroot
 WORKDIR /
-COPY --from=builder /workspace/manager .
+COPY --from=builder /workspace/manager /workspace/authserver ./
 USER 65532:65532
 
+# The chart and config/ name the command: /manager, or /authserver for the
+# authorization server's Deployment.
 ENTRYPOINT ["/manager"]

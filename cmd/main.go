@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -53,10 +52,8 @@ type options struct {
 	qps                    float64
 	burst                  int
 	watchNamespaces        string
-	authAddr               string
 	authExternalURL        string
 	authKeySecret          string
-	authKeyFile            string
 	authLinkTTL            time.Duration
 	leaseDuration          time.Duration
 	renewDeadline          time.Duration
@@ -99,16 +96,13 @@ func main() {
 	flag.IntVar(&o.burst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API.")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces to watch (default: all). Restricting it lets snowauth run with namespaced Roles.")
-	flag.StringVar(&o.authAddr, "authorization-bind-address", ":8082",
-		"Address of the authorization server for the AuthorizationCode grant (/authorize, /callback). "+
-			"It runs only when --authorization-external-url is set.")
 	flag.StringVar(&o.authExternalURL, "authorization-external-url", "",
-		"Base URL at which people's browsers reach the authorization server, e.g. https://snowauth.example.com "+
-			"(through an Ingress). Its /callback is the Redirect URL to register at ServiceNow. Empty: off.")
+		"Base URL at which people's browsers reach the authorization server (its own Deployment, cmd/authserver), "+
+			"e.g. https://snowauth.example.com; it must match the server's --external-url. Its /callback is the Redirect URL "+
+			"to register at ServiceNow. Empty: the AuthorizationCode grant is off.")
 	flag.StringVar(&o.authKeySecret, "authorization-key-secret", "snowauth-authorization-key",
-		"Secret, in the manager's namespace, holding the key that signs authorization links; created if absent.")
-	flag.StringVar(&o.authKeyFile, "authorization-key-file", "",
-		"File holding the signing key (at least 32 bytes) instead of --authorization-key-secret.")
+		"Secret, in the manager's namespace, holding the keys that sign authorization links (key, and previous while "+
+			"rotating); created if absent. The authorization server mounts it.")
 	flag.DurationVar(&o.authLinkTTL, "authorization-link-ttl", authserver.DefaultLinkTTL,
 		"How long an authorization link works.")
 	printVersion := flag.Bool("version", false, "Print the manager's version and exit.")
@@ -169,7 +163,7 @@ func run(o options) error {
 	namespaces := splitList(o.watchNamespaces)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Cache:                         controllers.CacheOptions(namespaces),
+		Cache:                         controllers.CacheOptions(namespaces, handoverNamespace(o)),
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
 		PprofBindAddress:              o.pprofAddr,
@@ -185,13 +179,13 @@ func run(o options) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 
-	links, err := setupAuthorization(mgr, o, tokens)
+	authorization, err := setupAuthorization(mgr, o)
 	if err != nil {
 		return err
 	}
 	if _, err := controllers.AddConnectionController(mgr, controllers.Options{
 		Tokens:        tokens,
-		Authorization: links,
+		Authorization: authorization,
 		Namespaces:    namespaces,
 		Controller:    controller.Options{MaxConcurrentReconciles: o.maxConcurrent},
 	}); err != nil {
@@ -210,44 +204,37 @@ func run(o options) error {
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 
-// setupAuthorization starts the authorization server of the
-// AuthorizationCode grant when --authorization-external-url is set, and
-// returns the link maker the reconciler uses (nil when off).
-func setupAuthorization(mgr ctrl.Manager, o options, tokens *servicenow.Client) (*authserver.Links, error) {
+// setupAuthorization configures the AuthorizationCode grant when
+// --authorization-external-url is set (nil when off): the signing keys (the
+// Secret is created once if absent) and where the authorization server
+// hands authorizations over. The server itself is its own Deployment
+// (cmd/authserver): the manager serves nothing to browsers.
+func setupAuthorization(mgr ctrl.Manager, o options) (*controllers.Authorization, error) {
 	if o.authExternalURL == "" {
 		return nil, nil
 	}
-	external, err := url.Parse(o.authExternalURL)
-	if err != nil || external.Host == "" || (external.Scheme != "https" && external.Scheme != "http") {
-		return nil, fmt.Errorf("--authorization-external-url %q is not an absolute http(s) URL", o.authExternalURL)
-	}
-	var key []byte
-	if o.authKeyFile != "" {
-		if key, err = os.ReadFile(o.authKeyFile); err != nil {
-			return nil, fmt.Errorf("reading --authorization-key-file: %w", err)
-		}
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		key, err = authserver.LoadOrCreateKey(ctx, mgr.GetClient(), mgr.GetAPIReader(), operatorNamespace(), o.authKeySecret)
-		if err != nil {
-			return nil, err
-		}
-	}
-	signer, err := authserver.NewSigner(key)
+	external, err := authserver.ParseExternalURL(o.authExternalURL)
 	if err != nil {
+		return nil, fmt.Errorf("--authorization-external-url: %w", err)
+	}
+	ns := operatorNamespace()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := authserver.EnsureKeySecret(ctx, mgr.GetClient(), mgr.GetAPIReader(), ns, o.authKeySecret); err != nil {
 		return nil, err
 	}
-	links := &authserver.Links{Signer: signer, ExternalURL: external, TTL: o.authLinkTTL}
-	srv := &authserver.Server{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Tokens: tokens, Links: links,
-		Recorder: mgr.GetEventRecorder("snowauth-authorization"), Addr: o.authAddr,
+	links := &authserver.Links{Keys: authserver.KeysFromSecret(mgr.GetAPIReader(), ns, o.authKeySecret), ExternalURL: external, TTL: o.authLinkTTL}
+	ctrl.Log.WithName("setup").Info("AuthorizationCode grant enabled", "redirectURL", links.RedirectURI(), "handoverNamespace", ns)
+	return &controllers.Authorization{Links: links, Namespace: ns}, nil
+}
+
+// handoverNamespace is where the authorization server hands
+// authorizations over: the operator's namespace, "" when the grant is off.
+func handoverNamespace(o options) string {
+	if o.authExternalURL == "" {
+		return ""
 	}
-	if err := mgr.Add(srv); err != nil {
-		return nil, err
-	}
-	ctrl.Log.WithName("setup").Info("authorization server enabled", "address", o.authAddr, "redirectURL", links.RedirectURI())
-	return links, nil
+	return operatorNamespace()
 }
 
 // operatorNamespace is the namespace the manager runs in: POD_NAMESPACE

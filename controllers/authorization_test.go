@@ -2,8 +2,10 @@ package controllers_test
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -12,41 +14,63 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/controllers"
 	"github.com/snowauth/snowauth/internal/authserver"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
 	"github.com/snowauth/snowauth/internal/testenv"
 )
 
-// withAuthorization runs the authorization server of the AuthorizationCode
-// grant beside the harness's manager, on loopback, and registers its
-// callback as the simulator client's Redirect URL.
+// withAuthorization runs the AuthorizationCode grant as production does:
+// the manager mints links and exchanges codes; the authorization server
+// (here in the test process, over TLS on loopback) walks a browser through
+// ServiceNow's login and hands the code over in a namespace of its own.
 func withAuthorization() harnessOption {
 	return func(h *harness) {
 		handler := http.NotFoundHandler()
-		h.auth = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+		h.auth = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 		h.t.Cleanup(h.auth.Close)
 		signer, err := authserver.NewSigner(authserver.NewKey())
 		h.g.Expect(err).NotTo(HaveOccurred())
-		external, _ := url.Parse(h.auth.URL)
-		h.links = &authserver.Links{Signer: signer, ExternalURL: external}
+		external, err := authserver.ParseExternalURL(h.auth.URL + "/snowauth")
+		h.g.Expect(err).NotTo(HaveOccurred())
+		h.signer = signer
+		h.links = &authserver.Links{Keys: authserver.StaticKeys{S: signer}, ExternalURL: external}
+		h.handovers = env.Namespace(h.t)
+		h.authz = &controllers.Authorization{Links: h.links, Namespace: h.handovers}
 		h.sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: clientSecret, ApplicationUser: appUser, RedirectURL: h.links.RedirectURI()})
-		h.authSrv = &authserver.Server{Client: env.Client, APIReader: env.Client, Tokens: testenv.ClientFor(h.t, h.sim, time.Second), Links: h.links}
+		h.authSrv = &authserver.Server{
+			Reader: env.Client, Writer: env.Client, Namespace: h.handovers, Links: h.links,
+			Instances: testenv.ClientFor(h.t, h.sim, time.Second), Wait: 20 * time.Second, Poll: 50 * time.Millisecond,
+		}
 		handler = h.authSrv.Handler()
+		h.jar, _ = cookiejar.New(nil)
 	}
 }
 
-// browser is what a person's browser does, without following redirects so
-// the test sees each step.
+// browser is a person's browser, with its cookies, trusting the simulator
+// and the authorization server, not following redirects so the test sees
+// each step.
 func (h *harness) browser() *http.Client {
+	pool := h.sim.CertPool()
+	pool.AddCert(h.auth.Certificate())
 	return &http.Client{
-		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.sim.CertPool(), MinVersion: tls.VersionTLS12}},
+		Jar:           h.jar,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       10 * time.Second,
+		Timeout:       30 * time.Second,
 	}
+}
+
+// otherBrowser is another person's browser: no cookies of the first.
+func (h *harness) otherBrowser() *http.Client {
+	b := h.browser()
+	b.Jar, _ = cookiejar.New(nil)
+	return b
 }
 
 // page is an answer of the authorization server as a browser shows it.
@@ -56,23 +80,41 @@ type page struct {
 	body   string
 }
 
-func (h *harness) open(u string) page {
+func (h *harness) openWith(b *http.Client, method, u string, form url.Values) page {
 	h.t.Helper()
-	resp, err := h.browser().Get(u)
+	var resp *http.Response
+	var err error
+	if method == http.MethodPost {
+		resp, err = b.PostForm(u, form)
+	} else {
+		resp, err = b.Get(u)
+	}
 	h.g.Expect(err).NotTo(HaveOccurred())
 	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	return page{resp.StatusCode, resp.Header, string(b)}
+	body, _ := io.ReadAll(resp.Body)
+	return page{resp.StatusCode, resp.Header, string(body)}
 }
 
-// login follows a start link to ServiceNow's login page, logs in there as
-// the integration user (allow or deny), and returns the callback URL
-// ServiceNow redirects the browser to.
-func (h *harness) login(startLink string, allow bool) string {
+func (h *harness) open(u string) page { return h.openWith(h.browser(), http.MethodGet, u, nil) }
+
+// proceed opens a start link, checks the page that asks the person to go
+// on, goes on, and returns where the browser is sent.
+func (h *harness) proceed(link string) string {
 	h.t.Helper()
-	start := h.open(startLink)
-	h.g.Expect(start.status).To(Equal(http.StatusFound), "the start link redirects to ServiceNow: %s", start.body)
-	loc := start.header.Get("Location")
+	confirm := h.open(link)
+	h.g.Expect(confirm.status).To(Equal(http.StatusOK), "the link opens a page that asks to go on: %s", confirm.body)
+	u, _ := url.Parse(link)
+	goOn := h.openWith(h.browser(), http.MethodPost, h.links.ExternalURL.String()+"/authorize", url.Values{"state": {u.Query().Get("state")}})
+	h.g.Expect(goOn.status).To(Equal(http.StatusSeeOther), "going on redirects to ServiceNow: %s", goOn.body)
+	return goOn.header.Get("Location")
+}
+
+// login follows a start link through the page and ServiceNow's login page,
+// logs in there as the person (allow or deny), and returns the callback URL
+// ServiceNow redirects the browser to.
+func (h *harness) login(link string, allow bool) string {
+	h.t.Helper()
+	loc := h.proceed(link)
 	h.g.Expect(loc).To(HavePrefix(h.instanceURL() + "/oauth_auth.do?"))
 	cb, err := h.sim.Login(h.ctx, h.browser(), loc, username, password, allow)
 	h.g.Expect(err).NotTo(HaveOccurred())
@@ -80,29 +122,49 @@ func (h *harness) login(startLink string, allow bool) string {
 	return cb.String()
 }
 
-// authorizationURL waits for a start link in status and returns it.
-func (h *harness) authorizationURL(name string) string {
+// requestLink asks for a new link as `kubectl servicenow authorize` does
+// and returns it from the Secret status names, once the manager made it.
+func (h *harness) requestLink(name string) string {
 	h.t.Helper()
-	var link string
+	value := time.Now().UTC().Format(time.RFC3339Nano)
+	h.annotate(name, snowv1.AnnotationAuthorizationRequestedAt, value)
+	var a *snowv1.AuthorizationStatus
 	h.g.Eventually(func() string {
-		link = h.get(name).Status.AuthorizationURL
-		return link
-	}, soon, interval).ShouldNot(BeEmpty())
+		if a = h.get(name).Status.Authorization; a == nil {
+			return ""
+		}
+		return a.LastHandledRequest
+	}, soon, interval).Should(Equal(value))
+	h.g.Expect(a.LinkID).NotTo(BeEmpty(), "a link was made: %+v", a)
+	secret := h.tokenSecret(a.LinkSecretName)
+	h.g.Expect(secret).NotTo(BeNil())
+	link := string(secret.Data[snowv1.AuthorizationKeyURL])
+	h.g.Expect(link).To(HavePrefix(h.links.ExternalURL.String() + "/authorize?state="))
 	return link
 }
 
 // authCodeConnection creates credentials and an AuthorizationCode
-// connection named catalog, and waits for its first start link.
+// connection named catalog, waits until it asks for a person, and returns
+// a first link.
 func (h *harness) authCodeConnection(mutate ...func(*snowv1.ServiceNowConnection)) string {
 	h.credentials("creds", h.clientCredentials())
 	h.connection("catalog", "creds", snowv1.GrantAuthorizationCode, mutate...)
 	h.g.Eventually(h.readyStatus("catalog"), soon, interval).Should(Equal("False/AuthorizationRequired"))
-	return h.authorizationURL("catalog")
+	return h.requestLink("catalog")
 }
 
 func (h *harness) refreshTokenSecret() *corev1.Secret { return h.tokenSecret("catalog-refresh-token") }
 
-func TestAuthorizationCodeFlowFromLinkToRefreshAndBack(t *testing.T) {
+func (h *harness) handoverGone(link string) func() bool {
+	u, _ := url.Parse(link)
+	st, _ := h.signer.Verify(u.Query().Get("state"), time.Now())
+	return func() bool {
+		err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.handovers, Name: authserver.HandoverSecretName(authserver.LinkID(st.Nonce))}, &corev1.Secret{})
+		return apierrors.IsNotFound(err)
+	}
+}
+
+func TestAuthorizationCodeFlowFromRequestedLinkToTokenAndBack(t *testing.T) {
 	h := newHarness(t, 30*time.Minute, withAuthorization())
 	g := h.g
 	link := h.authCodeConnection(func(c *snowv1.ServiceNowConnection) {
@@ -111,37 +173,54 @@ func TestAuthorizationCodeFlowFromLinkToRefreshAndBack(t *testing.T) {
 			ReauthorizeBefore:    &metav1.Duration{Duration: time.Hour},
 		}
 	})
-	g.Expect(link).To(HavePrefix(h.auth.URL + "/authorize?state="))
 	g.Expect(h.conditionReason("catalog", snowv1.ConditionStalled)()).To(Equal("AuthorizationRequired"))
-	g.Expect(h.condition("catalog", snowv1.ConditionReady).Message).To(ContainSubstring("status.authorizationURL"))
+	g.Expect(h.condition("catalog", snowv1.ConditionReady).Message).To(ContainSubstring("kubectl servicenow authorize catalog"))
+	// Nobody who may only read the connection can use the link: status
+	// names it, holds none.
+	status, _ := json.Marshal(h.get("catalog").Status)
+	state, _ := url.Parse(link)
+	g.Expect(string(status)).NotTo(ContainSubstring(state.Query().Get("state")))
+	g.Expect(h.get("catalog").Status.AuthorizationURL).To(BeEmpty())
+	g.Eventually(h.eventReasons, soon, interval).Should(ContainElement("AuthorizationLinkCreated"))
 
-	// A person opens the link, logs in to ServiceNow and comes back.
+	// The page the link opens names what is authorised and where.
+	confirm := h.open(link)
+	g.Expect(confirm.status).To(Equal(http.StatusOK))
+	instance, _ := url.Parse(h.instanceURL())
+	g.Expect(confirm.body).To(ContainSubstring("<b>catalog</b> in namespace <b>" + h.ns + "</b>"))
+	g.Expect(confirm.body).To(ContainSubstring("Continue to " + instance.Host))
+	g.Expect(confirm.header.Get("Content-Security-Policy")).To(ContainSubstring("frame-ancestors 'none'"))
+
+	// A person goes on, logs in to ServiceNow and comes back.
 	callback := h.login(link, true)
 	done := h.open(callback)
-	g.Expect(done.status).To(Equal(http.StatusOK))
-	g.Expect(done.body).To(ContainSubstring("Connection " + h.ns + "/catalog is authorised"))
+	g.Expect(done.status).To(Equal(http.StatusOK), done.body)
+	g.Expect(done.body).To(ContainSubstring("Connection " + h.ns + "/catalog is authorised by ServiceNow user " + username))
 	g.Expect(done.header.Get("Cache-Control")).To(Equal("no-store"))
 	g.Expect(done.header.Get("Referrer-Policy")).To(Equal("no-referrer"))
 	cbURL, _ := url.Parse(callback)
 	g.Expect(done.body).NotTo(ContainSubstring(cbURL.Query().Get("code")), "the page shows no code")
 	g.Expect(done.body).NotTo(ContainSubstring(cbURL.Query().Get("state")), "the page shows no state")
+	g.Eventually(h.handoverGone(link), soon, interval).Should(BeTrue(), "the manager consumed the hand-over")
 
-	// snowauth takes over: a token from the refresh token, in the token Secret.
+	// The manager stored the exchange's token at once: one token request.
 	g.Eventually(h.readyStatus("catalog"), soon, interval).Should(Equal("True/TokenValid"))
 	g.Expect(h.tokenRequests(simulator.GrantAuthorizationCode)()).To(Equal(1))
-	g.Expect(h.tokenRequests(simulator.GrantRefreshToken)()).To(Equal(1))
+	g.Consistently(h.tokenRequests(simulator.GrantRefreshToken), time.Second, interval).Should(BeZero())
 	stored := h.refreshTokenSecret()
-	g.Expect(stored).NotTo(BeNil())
 	g.Expect(metav1.IsControlledBy(stored, h.get("catalog"))).To(BeTrue())
 	g.Expect(stored.Labels).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "snowauth"))
+	g.Expect(stored.Data).NotTo(HaveKey(snowv1.AuthorizationKeyURL), "the used link is gone")
 	refreshToken := string(stored.Data["refresh_token"])
 	g.Expect(refreshToken).NotTo(BeEmpty())
 	g.Expect(h.tokenSecret("catalog-token").Data).NotTo(HaveKey("refresh_token"), "applications never see the refresh token")
 	st := h.get("catalog").Status
-	g.Expect(st.AuthorizationURL).To(BeEmpty(), "no link while nothing needs authorising")
+	g.Expect(st.Authorization.AuthorizedBy).To(Equal(username), "who authorised, as the instance says")
+	g.Expect(st.Authorization.LinkID).To(BeEmpty())
 	g.Expect(st.RefreshTokenExpiresAt.Time).To(BeTemporally("~", time.Now().Add(2*time.Hour), time.Minute))
 	g.Expect(h.condition("catalog", snowv1.ConditionRefreshTokenExpiring)).To(BeNil())
-	g.Eventually(h.eventReasons, soon, interval).Should(ContainElement("TokenIssued"))
+	g.Eventually(h.eventReasons, soon, interval).Should(ContainElements("Authorized", "TokenIssued"))
+	g.Expect(h.open(link).body).To(ContainSubstring("was used already"), "a link works once")
 
 	// Inside the warning window a person is asked to authorise again, while
 	// the token keeps working.
@@ -150,11 +229,11 @@ func TestAuthorizationCodeFlowFromLinkToRefreshAndBack(t *testing.T) {
 	c.Spec.AuthorizationCode.ReauthorizeBefore = &metav1.Duration{Duration: 3 * time.Hour}
 	g.Expect(env.Client.Patch(h.ctx, c, patch)).To(Succeed())
 	g.Eventually(h.conditionReason("catalog", snowv1.ConditionRefreshTokenExpiring), soon, interval).Should(Equal("RefreshTokenExpiresSoon"))
+	g.Expect(h.condition("catalog", snowv1.ConditionRefreshTokenExpiring).Message).To(ContainSubstring("kubectl servicenow authorize catalog"))
 	g.Expect(h.readyStatus("catalog")()).To(Equal("True/TokenValid"))
-	g.Expect(h.authorizationURL("catalog")).NotTo(Equal(link), "a fresh link, not the used one")
 
 	// ServiceNow rejects the refresh token (expired or revoked):
-	// RefreshTokenRejected with a link, the access token left in place.
+	// RefreshTokenRejected, the access token left in place.
 	before := h.tokenSecret("catalog-token").Data
 	h.sim.RevokeToken(refreshToken)
 	h.requestRefresh("catalog", "after-revocation")
@@ -162,7 +241,6 @@ func TestAuthorizationCodeFlowFromLinkToRefreshAndBack(t *testing.T) {
 	g.Expect(h.conditionReason("catalog", snowv1.ConditionStalled)()).To(Equal("RefreshTokenRejected"))
 	g.Expect(h.condition("catalog", snowv1.ConditionRefreshFailed).Message).To(ContainSubstring("rejected the stored refresh token"))
 	g.Expect(h.tokenSecret("catalog-token").Data).To(Equal(before))
-	g.Eventually(func() string { return h.authorizationURL("catalog") }, soon, interval).ShouldNot(BeEmpty())
 
 	// An unrelated change to the connection does not send the rejected
 	// refresh token again: only a new authorization (or the slow retry) does.
@@ -171,18 +249,16 @@ func TestAuthorizationCodeFlowFromLinkToRefreshAndBack(t *testing.T) {
 	g.Consistently(h.tokenRequests(simulator.GrantRefreshToken), 3*time.Second, interval).Should(Equal(rejected))
 
 	// Authorising again replaces the refresh token; the connection recovers.
-	again := h.open(h.login(h.authorizationURL("catalog"), true))
-	g.Expect(again.status).To(Equal(http.StatusOK))
+	again := h.open(h.login(h.requestLink("catalog"), true))
+	g.Expect(again.status).To(Equal(http.StatusOK), again.body)
 	g.Eventually(h.conditionReason("catalog", snowv1.ConditionRefreshFailed), soon, interval).Should(BeEmpty())
 	g.Expect(string(h.refreshTokenSecret().Data["refresh_token"])).NotTo(Equal(refreshToken))
 	g.Expect(h.readyStatus("catalog")()).To(Equal("True/TokenValid"))
 }
 
-// TestAuthorizationRejectsBadInputAndStoresNothing holds one case per bad
-// input at the start link or the callback: each gets a plain error page,
-// no refresh-token Secret is written, and the connection still asks for
-// authorization.
-func TestAuthorizationRejectsBadInputAndStoresNothing(t *testing.T) {
+// Each bad input at a link or the callback gets a plain page that says
+// what happened, and no refresh token is stored.
+func TestAuthorizationRefusesWhatIsNotThePersonsNewestLinkAndStoresNothing(t *testing.T) {
 	cases := []struct {
 		name   string
 		act    func(h *harness, link string) page
@@ -195,22 +271,46 @@ func TestAuthorizationRejectsBadInputAndStoresNothing(t *testing.T) {
 	}{
 		{
 			name: "refuses a forged state",
-			act: func(h *harness, link string) page {
-				return h.open(h.auth.URL + "/authorize?state=" + url.QueryEscape("eyJucyI6ImEifQ.Zm9yZ2Vk"))
+			act: func(h *harness, _ string) page {
+				return h.open(h.links.ExternalURL.String() + "/authorize?state=" + url.QueryEscape("eyJucyI6ImEifQ.Zm9yZ2Vk"))
 			},
 			status: http.StatusBadRequest, says: "was not issued by this snowauth",
 		},
 		{
-			name: "refuses an expired state",
-			act: func(h *harness, link string) page {
+			name: "refuses an expired link",
+			act: func(h *harness, _ string) page {
 				c := h.get("catalog")
 				old := authserver.State{Namespace: c.Namespace, Name: c.Name, UID: string(c.UID), Nonce: "n", Expires: time.Now().Add(-time.Minute).Unix()}
-				return h.open(h.auth.URL + "/authorize?state=" + url.QueryEscape(h.links.Signer.Sign(old)))
+				return h.open(h.links.ExternalURL.String() + "/authorize?state=" + url.QueryEscape(h.signer.Sign(old)))
 			},
 			status: http.StatusBadRequest, says: "has expired",
 		},
 		{
-			name: "refuses the state of a connection that was deleted and created again",
+			name: "refuses a link once a newer one was made",
+			act: func(h *harness, link string) page {
+				h.requestLink("catalog")
+				return h.open(link)
+			},
+			status: http.StatusConflict, says: "a newer link was made",
+		},
+		{
+			name: "refuses a callback once a newer link was made",
+			act: func(h *harness, link string) page {
+				callback := h.login(link, true)
+				h.requestLink("catalog")
+				return h.open(callback)
+			},
+			status: http.StatusConflict, says: "a newer link was made",
+		},
+		{
+			name: "refuses a callback in a browser that did not start the flow (login CSRF)",
+			act: func(h *harness, link string) page {
+				return h.openWith(h.otherBrowser(), http.MethodGet, h.login(link, true), nil)
+			},
+			status: http.StatusForbidden, says: "This browser did not start the authorization",
+		},
+		{
+			name: "refuses the link of a connection that was deleted and created again",
 			act: func(h *harness, link string) page {
 				callback := h.login(link, true)
 				h.g.Expect(env.Client.Delete(h.ctx, h.get("catalog"))).To(Succeed())
@@ -220,31 +320,11 @@ func TestAuthorizationRejectsBadInputAndStoresNothing(t *testing.T) {
 			status: http.StatusGone, says: "no longer exists",
 		},
 		{
-			name: "refuses a callback for a connection deleted mid-flow",
-			act: func(h *harness, link string) page {
-				callback := h.login(link, true)
-				h.g.Expect(env.Client.Delete(h.ctx, h.get("catalog"))).To(Succeed())
-				return h.open(callback)
-			},
-			status: http.StatusGone, says: "no longer exists",
-		},
-		{
-			name: "refuses a callback after the credentials changed mid-flow",
-			act: func(h *harness, link string) page {
-				callback := h.login(link, true)
-				d := h.clientCredentials()
-				d["client_secret"] = "CANARY-rotated"
-				h.credentials("creds", d)
-				return h.open(callback)
-			},
-			status: http.StatusConflict, says: "changed since this link was made", event: "AuthorizationFailed",
-		},
-		{
 			name: "reports a person who declined at ServiceNow",
 			act: func(h *harness, link string) page {
 				return h.open(h.login(link, false))
 			},
-			status: http.StatusForbidden, says: "access_denied", event: "AuthorizationDenied",
+			status: http.StatusBadGateway, says: `ServiceNow reported &#34;access_denied&#34;`, event: "AuthorizationDenied",
 		},
 		{
 			name: "refuses a callback without a code",
@@ -258,47 +338,31 @@ func TestAuthorizationRejectsBadInputAndStoresNothing(t *testing.T) {
 			status: http.StatusBadRequest, says: "carries no authorization code",
 		},
 		{
+			name: "refuses a callback after the credentials changed mid-flow",
+			act: func(h *harness, link string) page {
+				callback := h.login(link, true)
+				d := h.clientCredentials()
+				d["client_secret"] = "CANARY-rotated"
+				h.credentials("creds", d)
+				return h.open(callback)
+			},
+			status: http.StatusBadGateway, says: "the credentials Secret changed after link",
+		},
+		{
 			name: "refuses a code whose PKCE verifier does not match (a code from another flow)",
 			act: func(h *harness, link string) page {
-				// Two links, two logins: present the second flow's code
-				// with the first flow's state.
 				first, _ := url.Parse(h.login(link, true))
-				c := h.get("catalog")
-				creds := h.tokenSecret("creds")
-				other, _ := h.links.StartURL(c, creds.ResourceVersion, time.Now())
-				second, _ := url.Parse(h.login(other, true))
-				q := first.Query()
-				q.Set("code", second.Query().Get("code"))
-				first.RawQuery = q.Encode()
-				return h.open(first.String())
+				// A second link and login; its code with the first link's
+				// state is refused by ServiceNow (PKCE), once the first
+				// link is the newest again... which it never is: so the
+				// second link's state carries the first flow's code.
+				second, _ := url.Parse(h.login(h.requestLink("catalog"), true))
+				q := second.Query()
+				q.Set("code", first.Query().Get("code"))
+				second.RawQuery = q.Encode()
+				return h.open(second.String())
 			},
-			status: http.StatusBadGateway, says: "did not accept the authorization", event: "AuthorizationFailed",
-		},
-		{
-			name: "refuses a code that was used already",
-			act: func(h *harness, link string) page {
-				first, _ := url.Parse(h.login(link, true))
-				h.g.Expect(h.open(first.String()).status).To(Equal(http.StatusOK))
-				// A new link (as after a rejection) with the old, used code.
-				c := h.get("catalog")
-				other, _ := h.links.StartURL(c, h.tokenSecret("creds").ResourceVersion, time.Now())
-				otherURL, _ := url.Parse(other)
-				q := first.Query()
-				q.Set("state", otherURL.Query().Get("state"))
-				first.RawQuery = q.Encode()
-				return h.open(first.String())
-			},
-			status: http.StatusBadGateway, says: "did not accept the authorization", event: "AuthorizationFailed",
-			authorizedFirst: true,
-		},
-		{
-			name: "refuses a start link used a second time",
-			act: func(h *harness, link string) page {
-				h.g.Expect(h.open(h.login(link, true)).status).To(Equal(http.StatusOK))
-				return h.open(link)
-			},
-			status: http.StatusConflict, says: "was used already",
-			authorizedFirst: true,
+			status: http.StatusBadGateway, says: "did not accept the authorization code",
 		},
 		{
 			name: "refuses a replayed callback",
@@ -322,7 +386,6 @@ func TestAuthorizationRejectsBadInputAndStoresNothing(t *testing.T) {
 			h.g.Expect(got.header.Get("Cache-Control")).To(Equal("no-store"))
 			h.g.Expect(got.header.Get("Content-Type")).To(HavePrefix("text/html"))
 			h.g.Expect(got.body).NotTo(ContainSubstring("<script"), "nothing is reflected unescaped")
-			// A refresh token is stored only after ServiceNow accepts a code.
 			accepted := 0
 			for _, r := range h.sim.TokenRequestLog() {
 				if r.Grant == simulator.GrantAuthorizationCode && r.Status == http.StatusOK {
@@ -333,7 +396,9 @@ func TestAuthorizationRejectsBadInputAndStoresNothing(t *testing.T) {
 				h.g.Expect(accepted).To(Equal(1), "only the good authorization was accepted")
 			} else {
 				h.g.Expect(accepted).To(BeZero())
-				h.g.Expect(h.refreshTokenSecret()).To(BeNil(), "no refresh-token Secret was written")
+				if s := h.refreshTokenSecret(); s != nil {
+					h.g.Expect(s.Data).NotTo(HaveKey(snowv1.AuthorizationKeyRefreshToken), "no refresh token was stored")
+				}
 			}
 			if tc.event != "" {
 				h.g.Eventually(h.eventReasons, soon, interval).Should(ContainElement(tc.event))
@@ -353,16 +418,22 @@ func TestAuthorizationCodeWithoutTheAuthorizationServerSaysHowToEnableIt(t *test
 	h.connection("catalog", "creds", snowv1.GrantAuthorizationCode)
 	g.Eventually(h.readyStatus("catalog"), soon, interval).Should(Equal("False/AuthorizationServerDisabled"))
 	g.Expect(h.condition("catalog", snowv1.ConditionReady).Message).To(ContainSubstring("--authorization-external-url"))
-	g.Expect(h.get("catalog").Status.AuthorizationURL).To(BeEmpty())
+	h.annotate("catalog", snowv1.AnnotationAuthorizationRequestedAt, "now")
+	g.Eventually(func() string {
+		if a := h.get("catalog").Status.Authorization; a != nil {
+			return a.LastHandledRequest
+		}
+		return ""
+	}, soon, interval).Should(Equal("now"))
+	g.Expect(h.get("catalog").Status.Authorization.LinkID).To(BeEmpty(), "no link without the server")
+	g.Expect(h.refreshTokenSecret()).To(BeNil())
 }
 
-func TestStartLinkOnlyEverRedirectsToTheConnectionsOwnInstance(t *testing.T) {
+func TestGoingOnFromALinkOnlyEverRedirectsToTheConnectionsOwnInstance(t *testing.T) {
 	h := newHarness(t, 30*time.Minute, withAuthorization())
 	g := h.g
 	link := h.authCodeConnection()
-	start := h.open(link)
-	g.Expect(start.status).To(Equal(http.StatusFound))
-	target, err := url.Parse(start.header.Get("Location"))
+	target, err := url.Parse(h.proceed(link))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(target.Scheme + "://" + target.Host).To(Equal(h.instanceURL()))
 	g.Expect(target.Path).To(Equal("/oauth_auth.do"))
@@ -372,11 +443,19 @@ func TestStartLinkOnlyEverRedirectsToTheConnectionsOwnInstance(t *testing.T) {
 	g.Expect(q.Get("redirect_uri")).To(Equal(h.links.RedirectURI()), "the configured redirect URI, never one from the request")
 	g.Expect(q.Get("code_challenge_method")).To(Equal("S256"))
 	g.Expect(q.Get("code_challenge")).To(HaveLen(43))
-	g.Expect(q.Get("state")).NotTo(BeEmpty())
-	g.Expect(start.header.Get("Referrer-Policy")).To(Equal("no-referrer"))
+
+	// The browser is bound to the flow by a __Host- cookie.
+	auth, _ := url.Parse(h.auth.URL)
+	var names []string
+	for _, c := range h.jar.Cookies(auth) {
+		names = append(names, c.Name)
+	}
+	g.Expect(names).To(ContainElement(HavePrefix("__Host-snowauth-")))
 
 	// Extra parameters cannot steer the redirect elsewhere.
-	steered := h.open(link + "&redirect_uri=" + url.QueryEscape("https://evil.example.com/cb"))
+	u, _ := url.Parse(link)
+	steered := h.openWith(h.browser(), http.MethodPost, h.links.ExternalURL.String()+"/authorize?redirect_uri="+url.QueryEscape("https://evil.example.com/cb"),
+		url.Values{"state": {u.Query().Get("state")}})
 	loc, _ := url.Parse(steered.header.Get("Location"))
 	g.Expect(loc.Query().Get("redirect_uri")).To(Equal(h.links.RedirectURI()))
 	g.Expect(strings.HasPrefix(steered.header.Get("Location"), h.instanceURL())).To(BeTrue())

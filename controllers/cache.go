@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"cmp"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,15 +12,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/authserver"
 )
 
 // The manager's memory must not grow with what tenants write: anyone who
 // may create Secrets or connections in a namespace could otherwise push it
 // past its memory limit into an OOM loop for every namespace. The cache
 // therefore holds:
-//   - connections, with only the annotation snowauth reads (a client-side
-//     `kubectl apply` stores the whole object again in an annotation;
-//     anything a tenant adds is cut);
+//   - connections, with no labels and only a few short annotations under
+//     snowauth's prefix (a client-side `kubectl apply` stores the whole
+//     object again in an annotation; anything a tenant adds is cut);
 //   - Secrets labelled as snowauth's, with their data only when a
 //     connection controls them (token and refresh-token Secrets, whose size
 //     snowauth decides). A look-alike, labelled by anyone, is cached with
@@ -33,16 +36,21 @@ import (
 const annotationTrimmed = "servicenow.snowauth.dev/cache-trimmed"
 
 // CacheOptions returns the manager's cache options. namespaces restricts
-// the cache (nil: all namespaces).
-func CacheOptions(namespaces []string) cache.Options {
+// the cache (nil: all namespaces); handovers is the authorization server's
+// namespace ("" when it is off), whose hand-over Secrets are watched too.
+func CacheOptions(namespaces []string, handovers string) cache.Options {
+	secrets := cache.ByObject{
+		Label:     labels.SelectorFromSet(labels.Set{snowv1.LabelManagedBy: snowv1.ManagedByValue}),
+		Transform: trimSecret,
+	}
+	if len(namespaces) > 0 && handovers != "" && !slices.Contains(namespaces, handovers) {
+		secrets.Namespaces = namespaceConfig(append(slices.Clone(namespaces), handovers))
+	}
 	return cache.Options{
 		DefaultNamespaces: namespaceConfig(namespaces),
 		DefaultTransform:  cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {
-				Label:     labels.SelectorFromSet(labels.Set{snowv1.LabelManagedBy: snowv1.ManagedByValue}),
-				Transform: trimSecret,
-			},
+			&corev1.Secret{}:               secrets,
 			&snowv1.ServiceNowConnection{}: {Transform: trimConnection},
 		},
 	}
@@ -87,28 +95,55 @@ func controlledByConnection(s *corev1.Secret) bool {
 		strings.HasPrefix(ref.APIVersion, snowv1.GroupVersion.Group+"/")
 }
 
-// trimConnection keeps only the annotation snowauth reads (the refresh
-// request) and no labels. So a change to any other annotation or label
-// does not wake the reconciler either. Status patches are merge patches of
-// the difference, so what the cache drops is never written back.
+// trimConnection keeps no labels and only snowauth's own annotations (the
+// servicenow.snowauth.dev/ prefix), at most ownAnnotations of them of at
+// most ownAnnotationSize bytes each: the refresh and authorization
+// requests first, which is all snowauth reads. So a change to any other
+// annotation or label does not wake the reconciler either. Status patches
+// are merge patches of the difference, so what the cache drops is never
+// written back.
 func trimConnection(in any) (any, error) {
 	c, ok := in.(*snowv1.ServiceNowConnection)
 	if !ok {
 		return in, nil
 	}
 	c.ManagedFields, c.Labels = nil, nil
-	if v, ok := c.Annotations[snowv1.AnnotationRefreshRequestedAt]; ok {
-		c.Annotations = map[string]string{snowv1.AnnotationRefreshRequestedAt: v}
-	} else {
-		c.Annotations = nil
+	keys := make([]string, 0, len(c.Annotations))
+	for k, v := range c.Annotations {
+		if strings.HasPrefix(k, snowv1.GroupVersion.Group+"/") && len(v) <= ownAnnotationSize {
+			keys = append(keys, k)
+		}
 	}
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(rank(a), rank(b)), strings.Compare(a, b)) })
+	var kept map[string]string
+	for _, k := range keys[:min(len(keys), ownAnnotations)] {
+		if kept == nil {
+			kept = map[string]string{}
+		}
+		kept[k] = c.Annotations[k]
+	}
+	c.Annotations = kept
 	return c, nil
 }
 
-// ownLabels keeps the two labels snowauth puts on its Secrets.
+const (
+	ownAnnotations    = 16
+	ownAnnotationSize = 1024
+)
+
+// rank puts the annotations snowauth acts on first.
+func rank(key string) int {
+	switch key {
+	case snowv1.AnnotationRefreshRequestedAt, snowv1.AnnotationAuthorizationRequestedAt:
+		return 0
+	}
+	return 1
+}
+
+// ownLabels keeps the labels snowauth puts on its Secrets.
 func ownLabels(m map[string]string) map[string]string {
 	out := map[string]string{}
-	for _, k := range []string{snowv1.LabelManagedBy, snowv1.LabelConnection} {
+	for _, k := range []string{snowv1.LabelManagedBy, snowv1.LabelConnection, authserver.LabelHandover} {
 		if v, ok := m[k]; ok {
 			out[k] = v
 		}

@@ -121,7 +121,7 @@ func (h *harness) restartManagerWith(tokens controllers.TokenSource) {
 		Metrics:       h.metrics,
 		Namespaces:    []string{h.ns},
 		Tokens:        tokens,
-		Authorization: h.links,
+		Authorization: h.authz,
 		Logs:          h.logs,
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
 			c, err := client.New(cfg, opts)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -145,11 +146,7 @@ func (c *ConnectionCollector) Collect(ch chan<- prometheus.Metric) {
 			if st.RefreshTokenExpiresAt != nil {
 				gauge(descRefreshTokenExpiry, float64(st.RefreshTokenExpiresAt.Unix()))
 			}
-			v := 0.0
-			if st.AuthorizationURL != "" {
-				v = 1
-			}
-			gauge(descReauthorize, v)
+			gauge(descReauthorize, boolValue(needsAuthorization(st.Conditions)))
 		}
 		gauge(descInfo, 1, string(conn.Spec.GrantType), conn.TokenSecretName())
 
@@ -170,4 +167,27 @@ func (c *ConnectionCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descRefreshFailed, 0, "")
 		}
 	}
+}
+
+// needsAuthorization says a person must authorise an AuthorizationCode
+// connection (again): it has no usable refresh token, or one that expires
+// soon.
+func needsAuthorization(conditions []metav1.Condition) bool {
+	if meta.IsStatusConditionTrue(conditions, snowv1.ConditionRefreshTokenExpiring) {
+		return true
+	}
+	for _, t := range []string{snowv1.ConditionReady, snowv1.ConditionRefreshFailed} {
+		if c := meta.FindStatusCondition(conditions, t); c != nil &&
+			(c.Reason == snowv1.ReasonAuthorizationRequired || c.Reason == snowv1.ReasonRefreshTokenRejected) {
+			return true
+		}
+	}
+	return false
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -26,6 +26,7 @@ import (
 type TokenSource interface {
 	ResolveInstance(instance string) (servicenow.Instance, error)
 	Token(ctx context.Context, req servicenow.TokenRequest) (*servicenow.Token, error)
+	CurrentUser(ctx context.Context, instance servicenow.Instance, accessToken string) (servicenow.User, error)
 }
 
 // ServiceNowConnectionReconciler keeps each connection's token Secret holding
@@ -42,9 +43,9 @@ type ServiceNowConnectionReconciler struct {
 	Recorder events.EventRecorder
 	// Tokens talks to ServiceNow.
 	Tokens TokenSource
-	// Authorization makes start links for the AuthorizationCode grant; nil
-	// when the manager's authorization server is off.
-	Authorization *authserver.Links
+	// Authorization configures the AuthorizationCode grant; nil when the
+	// authorization server is off.
+	Authorization *Authorization
 	// Now and Jitter default to the wall clock and a random jitter.
 	Now    func() time.Time
 	Jitter Jitter
@@ -79,16 +80,18 @@ type scope struct {
 	lookedUp bool
 	// creds is the credentials Secret (only its identity until it is read),
 	// nil when it does not exist; refresh is the AuthorizationCode grant's
-	// refresh-token Secret, nil when there is none.
+	// refresh-token Secret, nil when there is none; handover a person's
+	// authorization to complete.
 	creds, refresh *corev1.Secret
+	handover       *authserver.Handover
 	// kept says a token obtained earlier waits in memory to be stored;
 	// storedKept that this reconcile wrote it to the token Secret.
 	kept, storedKept bool
 	// failure is the latest failure: found by this reconcile, or carried over
 	// from status while waiting out a backoff.
 	failure *failure
-	// wake holds further times to look at the connection again (renewing an
-	// authorization link, warning before a refresh token expires).
+	// wake holds further times to look at the connection again (the end of
+	// an authorization link, warning before a refresh token expires).
 	wake []time.Time
 }
 
@@ -162,7 +165,7 @@ func (r *ServiceNowConnectionReconciler) steps(ctx context.Context, s *scope) er
 	if s.conn.Spec.Suspend {
 		return nil
 	}
-	if err = r.readRefreshToken(ctx, s); err != nil {
+	if err = r.authorize(ctx, s); err != nil {
 		return err
 	}
 	if err = r.credentialsVersionFromCache(ctx, s); err != nil {
@@ -188,7 +191,7 @@ func (r *ServiceNowConnectionReconciler) steps(ctx context.Context, s *scope) er
 	}
 	c, err := credentials.Parse(s.conn, s.creds, r.Tokens)
 	if err == nil {
-		err = r.addRefreshToken(s, c)
+		err = r.addRefreshToken(ctx, s, c)
 	}
 	kept, haveKept := r.kept.get(s.conn.UID, credentialsVersion(s.creds, s.refresh), s.conn.Generation, s.now)
 	if err == nil && !haveKept {
@@ -223,13 +226,7 @@ func (r *ServiceNowConnectionReconciler) requestToken(ctx context.Context, s *sc
 		Instance: c.Instance, Grant: c.Grant, Scopes: s.conn.Spec.Scopes, Credentials: c.Client,
 	})
 	observeTokenRequest(string(c.Grant), time.Since(started), classify(err))
-	if err != nil && s.conn.Spec.GrantType == snowv1.GrantAuthorizationCode && servicenow.KindOf(err) == servicenow.KindAuthenticationFailed {
-		// After an authorization, a rejected refresh most likely means the
-		// refresh token expired or was revoked: ask for a new one.
-		err = needsPerson(snowv1.ReasonRefreshTokenRejected,
-			"ServiceNow rejected the stored refresh token (%s): it expired or was revoked; authorise again from the link in status.authorizationURL", err.Error())
-	}
-	return tok, err
+	return tok, r.afterTokenRequest(ctx, s, c, tok, err)
 }
 
 // store writes tok to the token Secret. When tok is new (obtained is set),

@@ -33,9 +33,10 @@ const secretNameIndex = "servicenow.snowauth.dev/secret-names"
 type Options struct {
 	// Tokens talks to ServiceNow (a *servicenow.Client).
 	Tokens TokenSource
-	// Authorization makes the AuthorizationCode grant's start links; nil
-	// when the authorization server is off.
-	Authorization *authserver.Links
+	// Authorization configures the AuthorizationCode grant; nil when the
+	// authorization server is off. Its Namespace must be in the manager's
+	// CacheOptions.
+	Authorization *Authorization
 	// Namespaces restricts the watches (nil: every namespace); it must
 	// match the manager's CacheOptions.
 	Namespaces []string
@@ -69,6 +70,15 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 		Authorization: o.Authorization,
 		Now:           o.Now,
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &snowv1.ServiceNowConnection{}, linkIDIndex,
+		func(o client.Object) []string {
+			if a := o.(*snowv1.ServiceNowConnection).Status.Authorization; a != nil && a.LinkID != "" {
+				return []string{a.LinkID}
+			}
+			return nil
+		}); err != nil {
+		return nil, err
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &snowv1.ServiceNowConnection{}, secretNameIndex,
 		func(o client.Object) []string {
 			conn := o.(*snowv1.ServiceNowConnection)
@@ -95,6 +105,7 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 		For(&snowv1.ServiceNowConnection{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.connectionOfHandover)).
 		WatchesRawSource(source.Kind[client.Object](secretMeta, secretMetadata(),
 			handler.EnqueueRequestsFromMapFunc(r.connectionsNaming))).
 		WithOptions(o.Controller).
@@ -112,6 +123,31 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 		return nil, fmt.Errorf("registering the connection metrics: %w", err)
 	}
 	return r, nil
+}
+
+// linkIDIndex indexes connections by their current authorization link.
+const linkIDIndex = "servicenow.snowauth.dev/link-id"
+
+// connectionOfHandover maps a hand-over Secret of the authorization server
+// to the connection whose current link it completes.
+func (r *ServiceNowConnectionReconciler) connectionOfHandover(ctx context.Context, secret client.Object) []reconcile.Request {
+	if r.Authorization == nil || secret.GetNamespace() != r.Authorization.Namespace || secret.GetLabels()[authserver.LabelHandover] == "" {
+		return nil
+	}
+	id := authserver.LinkIDOfHandover(secret.GetName())
+	if id == "" {
+		return nil
+	}
+	var conns snowv1.ServiceNowConnectionList
+	if err := r.List(ctx, &conns, client.MatchingFields{linkIDIndex: id}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing connections for an authorization hand-over", "secret", secret.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(conns.Items))
+	for _, c := range conns.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	}
+	return reqs
 }
 
 // connectionsNaming maps a Secret to the connections that name it.

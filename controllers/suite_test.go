@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/controllers"
 	"github.com/snowauth/snowauth/internal/authserver"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
 	"github.com/snowauth/snowauth/internal/testenv"
@@ -61,11 +63,16 @@ type harness struct {
 	// metrics holds what the manager's wiring registered (the
 	// per-connection collector).
 	metrics *prometheus.Registry
-	// links and auth are set when the harness runs the authorization server
-	// of the AuthorizationCode grant (withAuthorization).
-	links   *authserver.Links
-	auth    *httptest.Server
-	authSrv *authserver.Server
+	// The AuthorizationCode grant (withAuthorization): the manager's side,
+	// the authorization server and its hand-over namespace, the key that
+	// signs links, and a person's browser (with its cookies).
+	authz     *controllers.Authorization
+	links     *authserver.Links
+	signer    *authserver.Signer
+	auth      *httptest.Server
+	authSrv   *authserver.Server
+	handovers string
+	jar       http.CookieJar
 }
 
 // harnessOption changes how a harness starts.
@@ -94,10 +101,6 @@ func newHarness(t *testing.T, lifespan time.Duration, opts ...harnessOption) *ha
 	}
 	h.startManager()
 	t.Cleanup(h.stopManager)
-	if h.authSrv != nil {
-		// The authorization server records Events like the manager's does.
-		h.authSrv.Recorder = h.mgr.GetEventRecorder("snowauth-authorization")
-	}
 	return h
 }
 
@@ -113,7 +116,7 @@ func (h *harness) startManager() {
 		Metrics:       h.metrics,
 		Namespaces:    []string{h.ns},
 		Tokens:        testenv.ClientFor(h.t, h.sim, time.Second),
-		Authorization: h.links,
+		Authorization: h.authz,
 		Logs:          h.logs,
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
 			c, err := client.New(cfg, opts)

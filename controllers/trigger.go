@@ -25,6 +25,8 @@ func refreshTrigger(s *scope) string {
 	waiting := st.NextRefreshTime != nil && s.now.Before(st.NextRefreshTime.Time)
 	backingOff := waiting && s.failure != nil
 	switch {
+	case s.handover != nil:
+		return "a person authorised: the authorization code is to be exchanged"
 	case s.conn.Generation != st.ObservedGeneration:
 		return "the spec changed"
 	case credentialsVersion(s.creds, s.refresh) != st.CredentialsResourceVersion:
@@ -45,14 +47,17 @@ func refreshTrigger(s *scope) string {
 
 // credentialsVersion identifies the inputs a token request is made from:
 // the credentials Secret's resourceVersion, and for the AuthorizationCode
-// grant the refresh-token Secret's too (a new authorization is a change).
+// grant the stored refresh token's version (a new authorization is a
+// change; a new link in the same Secret is not).
 func credentialsVersion(creds, refresh *corev1.Secret) string {
 	if creds == nil {
 		return ""
 	}
 	v := creds.ResourceVersion
 	if refresh != nil {
-		v += "/" + refresh.ResourceVersion
+		if rv := refreshTokenVersion(refresh); rv != "" {
+			v += "/" + rv
+		}
 	}
 	return v
 }

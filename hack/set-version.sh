@@ -13,4 +13,4 @@ if ! [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]]; then
   exit 1
 fi
 sed -i -E "s/^version: .*/version: $version/; s/^appVersion: .*/appVersion: \"$version\"/" dist/chart/Chart.yaml
-sed -i -E "s/^(  newTag: ).*/\1\"$version\"/" config/manager/kustomization.yaml
+sed -i -E "s/^(  newTag: ).*/\1\"$version\"/" config/manager/kustomization.yaml config/authorization/kustomization.yaml

@@ -56,6 +56,15 @@ const (
 	TokenKeyTokenType   = "token_type"
 	TokenKeyExpiresAt   = "expires_at"
 	TokenKeyInstanceURL = "instance_url"
+
+	// Keys of the AuthorizationCode grant's Secret <name>-refresh-token,
+	// which snowauth owns and applications never mount: the refresh token
+	// and when it was issued, and while one is asked for, the authorization
+	// link and its expiry.
+	AuthorizationKeyRefreshToken = "refresh_token"
+	AuthorizationKeyIssuedAt     = "issued_at"
+	AuthorizationKeyURL          = "authorization_url"
+	AuthorizationKeyExpiresAt    = "authorization_url_expires_at"
 )
 
 // Labels and annotations snowauth owns. Users cannot set keys under the
@@ -69,9 +78,13 @@ const (
 	// LabelConnection names the ServiceNowConnection that owns an object.
 	LabelConnection = "servicenow.snowauth.dev/connection"
 	// AnnotationAuthorizationNonce on the refresh-token Secret records the
-	// nonce of the authorization that produced it, so a start link or
-	// callback cannot be used twice.
+	// nonce of the authorization that produced it.
 	AnnotationAuthorizationNonce = "servicenow.snowauth.dev/authorization-nonce"
+	// AnnotationAuthorizationRequestedAt asks for a new authorization link
+	// whenever its value changes (any string; `kubectl servicenow
+	// authorize` writes the time). Setting it needs patch on the
+	// connection; reading the link needs get on Secrets in its namespace.
+	AnnotationAuthorizationRequestedAt = "servicenow.snowauth.dev/authorization-requested-at"
 	// AnnotationRefreshRequestedAt asks for one immediate refresh whenever its
 	// value changes (any string; `kubectl servicenow refresh` writes the time).
 	AnnotationRefreshRequestedAt = "servicenow.snowauth.dev/refresh-requested-at"
@@ -174,6 +187,54 @@ type AuthorizationCodeSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="reauthorizeBefore must be at least 1m"
 	ReauthorizeBefore *metav1.Duration `json:"reauthorizeBefore,omitempty"`
+}
+
+// AuthorizationStatus is the AuthorizationCode grant's authorization. It
+// holds no link: a link is minted when an editor asks (the
+// servicenow.snowauth.dev/authorization-requested-at annotation, which
+// `kubectl servicenow authorize` sets) and kept in the Secret
+// linkSecretName, which only people who may read Secrets in the namespace
+// can read. A link works once, and only while it is the newest.
+type AuthorizationStatus struct {
+	// lastHandledRequest is the value of the authorization-requested-at
+	// annotation snowauth last acted on.
+	// +optional
+	LastHandledRequest string `json:"lastHandledRequest,omitempty"`
+
+	// linkSecretName is the Secret holding the current link (key
+	// authorization_url) while there is one.
+	// +optional
+	LinkSecretName string `json:"linkSecretName,omitempty"`
+
+	// linkID identifies the current link (a digest of its nonce, not a
+	// link); empty when no link works.
+	// +optional
+	LinkID string `json:"linkID,omitempty"`
+
+	// linkExpiresAt is when the current link stops working.
+	// +optional
+	LinkExpiresAt *metav1.Time `json:"linkExpiresAt,omitempty"`
+
+	// completedLinkID is the link that completed the latest authorization.
+	// +optional
+	CompletedLinkID string `json:"completedLinkID,omitempty"`
+
+	// authorizedBy is the ServiceNow user the refresh token belongs to
+	// (user_name, as the instance's current-user API reports it with the
+	// new token); empty when the instance did not say.
+	// +optional
+	AuthorizedBy string `json:"authorizedBy,omitempty"`
+
+	// authorizedAt is when the latest authorization completed.
+	// +optional
+	AuthorizedAt *metav1.Time `json:"authorizedAt,omitempty"`
+
+	// failedLinkID is the link whose authorization failed last, and
+	// failureMessage why.
+	// +optional
+	FailedLinkID string `json:"failedLinkID,omitempty"`
+	// +optional
+	FailureMessage string `json:"failureMessage,omitempty"`
 }
 
 // ServiceNowConnectionSpec says which ServiceNow instance and OAuth client to
@@ -302,12 +363,19 @@ type ServiceNowConnectionStatus struct {
 	// +optional
 	CredentialsResourceVersion string `json:"credentialsResourceVersion,omitempty"`
 
-	// authorizationURL is the link a person opens to authorise snowauth at
-	// ServiceNow (AuthorizationCode grant), present while an authorization
-	// is needed. It expires within minutes and is renewed while needed; it
-	// works once. Only people who can read the connection see it.
+	// authorizationURL is no longer set: anyone who may read the connection
+	// could read it. Authorization links are minted on request and kept in
+	// a Secret (status.authorization).
+	//
+	// Deprecated: always empty since 0.3.0; use `kubectl servicenow
+	// authorize`. It goes with the next API version.
 	// +optional
 	AuthorizationURL string `json:"authorizationURL,omitempty"`
+
+	// authorization is the AuthorizationCode grant's authorization: the
+	// link a person asked for and who authorised.
+	// +optional
+	Authorization *AuthorizationStatus `json:"authorization,omitempty"`
 
 	// refreshTokenExpiresAt is when the stored refresh token stops working
 	// (AuthorizationCode grant): the authorization time plus

@@ -31,6 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/authserver"
+	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
 	"github.com/snowauth/snowauth/internal/testenv"
 )
@@ -45,6 +47,11 @@ const (
 	clientID     = "snowauth-demo"
 	appUser      = "svc.snowauth"
 	demoSecret   = "demo-client-secret" // the simulator's; nothing real
+	// systemNamespace is the manager's namespace (its default without
+	// POD_NAMESPACE), holding keySecretName, the link-signing keys the
+	// manager creates, and the authorization hand-overs.
+	systemNamespace = "snowauth-system"
+	keySecretName   = "snowauth-authorization-key"
 )
 
 func main() {
@@ -138,13 +145,12 @@ func run(ctx context.Context, d demo) (err error) {
 	logFile := filepath.Join(tmp, "manager.log")
 	extra := []string{}
 	if d.authCode {
-		keyFile := filepath.Join(tmp, "authorization-key")
-		if err := os.WriteFile(keyFile, []byte(strings.Repeat("demo-signing-key-", 3)), 0o600); err != nil {
+		// The link-signing key and the hand-overs live in the
+		// manager's namespace (POD_NAMESPACE in a cluster).
+		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}); err != nil {
 			return err
 		}
-		u, _ := url.Parse(authURL)
-		extra = append(extra, "--authorization-bind-address="+u.Host, "--authorization-external-url="+authURL,
-			"--authorization-key-file="+keyFile)
+		extra = append(extra, "--authorization-external-url="+authURL)
 	}
 	mgr, err := startManager(managerBin, kubeconfig, caFile, logFile, extra...)
 	if err != nil {
@@ -152,6 +158,14 @@ func run(ctx context.Context, d demo) (err error) {
 	}
 	defer stopManager(mgr)
 	done("pid %d, trusting the simulator through --ca-bundle as for an on-premise instance; logs in %s", mgr.Process.Pid, logFile)
+	if d.authCode {
+		stop, err := startAuthorizationServer(ctx, env, authURL)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		done("authorization server (in this process, as cmd/authserver runs it) at %s", authURL)
+	}
 
 	step("applying a credentials Secret and a ServiceNowConnection in namespace %s", namespace)
 	if err := applySamples(ctx, env.Client, instance, d.authCode); err != nil {
@@ -168,7 +182,7 @@ func run(ctx context.Context, d demo) (err error) {
 	fmt.Printf("  kubectl patch secret -n %s %s -p '{\"stringData\":{\"client_secret\":\"wrong\"}}'   # break it: watch Ready and RefreshFailed\n", namespace, credsName)
 	fmt.Printf("  kubectl patch secret -n %s %s -p '{\"stringData\":{\"client_secret\":\"%s\"}}'   # and mend it\n", namespace, credsName, demoSecret)
 	if d.authCode {
-		fmt.Printf("  kubectl get snc -n %s %s -o jsonpath='{.status.authorizationURL}'   # open it, log in as %s / %s\n",
+		fmt.Printf("  kubectl servicenow authorize -n %s %s   # open the link it prints, log in as %s / %s\n",
 			namespace, authConnName, demoUser, demoPassword)
 		fmt.Println("  (the simulator's certificate is its own: your browser will warn about it)")
 	}
@@ -180,7 +194,7 @@ func run(ctx context.Context, d demo) (err error) {
 	exited := make(chan error, 1)
 	go func() { exited <- mgr.Wait() }()
 	if d.authCode && ci {
-		if err := authorizeAsAPerson(ctx, env.Client, sim); err != nil {
+		if err := authorizeAsAPerson(ctx, env.Client, sim, authURL); err != nil {
 			return err
 		}
 	}
@@ -354,15 +368,30 @@ func ready(ctx context.Context, c client.Client, name string) bool {
 	return meta.IsStatusConditionTrue(conn.Status.Conditions, snowv1.ConditionReady)
 }
 
-// authorizeAsAPerson does what a person does in CI mode: waits for the
-// start link, logs in at the simulator's login page and follows the
-// callback back to snowauth.
-func authorizeAsAPerson(ctx context.Context, c client.Client, sim *simulator.Simulator) error {
+// authorizeAsAPerson does what a person does in CI mode: asks for a link
+// (as kubectl servicenow authorize does), opens it, goes on, logs in at
+// the simulator's login page and follows the callback back to snowauth.
+func authorizeAsAPerson(ctx context.Context, c client.Client, sim *simulator.Simulator, authURL string) error {
+	key := types.NamespacedName{Namespace: namespace, Name: authConnName}
+	var conn snowv1.ServiceNowConnection
+	if err := c.Get(ctx, key, &conn); err != nil {
+		return err
+	}
+	requested := time.Now().UTC().Format(time.RFC3339Nano)
+	patch := client.MergeFrom(conn.DeepCopy())
+	conn.Annotations = map[string]string{snowv1.AnnotationAuthorizationRequestedAt: requested}
+	if err := c.Patch(ctx, &conn, patch); err != nil {
+		return err
+	}
 	var link string
 	for link == "" {
-		var conn snowv1.ServiceNowConnection
-		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: authConnName}, &conn); err == nil {
-			link = conn.Status.AuthorizationURL
+		if err := c.Get(ctx, key, &conn); err == nil {
+			if a := conn.Status.Authorization; a != nil && a.LastHandledRequest == requested && a.LinkSecretName != "" {
+				var secret corev1.Secret
+				if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: a.LinkSecretName}, &secret); err == nil {
+					link = string(secret.Data[snowv1.AuthorizationKeyURL])
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -375,7 +404,20 @@ func authorizeAsAPerson(ctx context.Context, c client.Client, sim *simulator.Sim
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       30 * time.Second,
 	}
-	callback, err := sim.Login(ctx, browser, link, demoUser, demoPassword, true)
+	u, _ := url.Parse(link)
+	// Going on from the page the link opens sets the cookie that binds the
+	// flow to this browser. (A browser keeps a Secure cookie of
+	// http://127.0.0.1; Go's cookie jar does not, so it is carried here.)
+	resp, err := browser.PostForm(authURL+"/authorize", url.Values{"state": {u.Query().Get("state")}})
+	if err != nil {
+		return fmt.Errorf("going on from the link's page: %w", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		return fmt.Errorf("the link's page answered %s", resp.Status)
+	}
+	cookies := resp.Cookies()
+	callback, err := sim.Login(ctx, browser, resp.Header.Get("Location"), demoUser, demoPassword, true)
 	if err != nil {
 		return fmt.Errorf("logging in at the simulator: %w", err)
 	}
@@ -383,7 +425,10 @@ func authorizeAsAPerson(ctx context.Context, c client.Client, sim *simulator.Sim
 	if err != nil {
 		return err
 	}
-	resp, err := browser.Do(req)
+	for _, k := range cookies {
+		req.AddCookie(k)
+	}
+	resp, err = browser.Do(req)
 	if err != nil {
 		return fmt.Errorf("following the callback: %w", err)
 	}
@@ -393,6 +438,27 @@ func authorizeAsAPerson(ctx context.Context, c client.Client, sim *simulator.Sim
 	}
 	fmt.Printf("── %s\n  a person logged in at ServiceNow and authorised connection %s\n", time.Now().Format("15:04:05"), authConnName)
 	return nil
+}
+
+// startAuthorizationServer serves the authorization server at authURL, as
+// cmd/authserver does, with the keys the manager created.
+func startAuthorizationServer(ctx context.Context, env *testenv.Env, authURL string) (func(), error) {
+	external, err := authserver.ParseExternalURL(authURL)
+	if err != nil {
+		return nil, err
+	}
+	instances, err := servicenow.NewClient(servicenow.Options{AllowedDomains: []string{"localhost"}})
+	if err != nil {
+		return nil, err
+	}
+	srv := &authserver.Server{
+		Reader: env.Client, Writer: env.Client, Namespace: systemNamespace, Instances: instances, Addr: external.Host,
+		Links: &authserver.Links{Keys: authserver.KeysFromSecret(env.Client, systemNamespace, keySecretName), ExternalURL: external},
+	}
+	serveCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Start(serveCtx) }()
+	return func() { cancel(); <-errc }, nil
 }
 
 // freeLoopbackURL picks a free loopback port for the authorization server.

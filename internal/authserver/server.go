@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"html/template"
@@ -10,51 +11,44 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
-	"github.com/snowauth/snowauth/internal/credentials"
 	"github.com/snowauth/snowauth/internal/servicenow"
 )
 
-// Keys of the refresh-token Secret. It is operator-owned and never mounted
-// by applications.
-const (
-	RefreshTokenKey = "refresh_token"
-	IssuedAtKey     = "issued_at"
-)
-
-// TokenSource is the part of the ServiceNow client the server needs.
-type TokenSource interface {
+// InstanceResolver checks an instance URL against the operator's allowlist
+// (a *servicenow.Client, which the server uses for nothing else).
+type InstanceResolver interface {
 	ResolveInstance(instance string) (servicenow.Instance, error)
-	Token(ctx context.Context, req servicenow.TokenRequest) (*servicenow.Token, error)
 }
 
-// Server answers the start link and the callback.
+// Server answers the start link, the person's go-ahead and the callback.
+// It holds no credentials and reads none: it reads connections (for their
+// status.authorization) and creates hand-over Secrets in its own
+// namespace, which the manager consumes.
 type Server struct {
-	// Client writes the refresh-token Secret; APIReader reads connections
-	// and Secrets fresh from the API server (a callback must not act on a
-	// stale view of a connection deleted a moment ago).
-	Client    client.Client
-	APIReader client.Reader
-	Tokens    TokenSource
+	// Reader reads connections from the API server; Writer creates the
+	// hand-over Secrets in Namespace.
+	Reader    client.Reader
+	Writer    client.Writer
+	Namespace string
 	Links     *Links
-	Recorder  events.EventRecorder
+	Instances InstanceResolver
 	// Addr is the listen address, e.g. ":8082".
 	Addr string
 	// Now defaults to time.Now.
 	Now func() time.Time
-	// Limiter bounds requests to both endpoints together; a default of 5
-	// per second with bursts of 20 is used when nil.
-	Limiter *rate.Limiter
+	// Wait bounds how long the callback page waits for the manager's
+	// answer; 25 s when zero. Poll is how often it looks; 250 ms when zero.
+	Wait, Poll time.Duration
+
+	limits *limits
 }
 
 // Start serves until ctx ends. It implements manager.Runnable.
@@ -64,7 +58,7 @@ func (s *Server) Start(ctx context.Context) error {
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second, // a callback waits for ServiceNow's token endpoint
+		WriteTimeout:      60 * time.Second, // a callback waits for the manager
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)
@@ -79,185 +73,233 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 }
 
-// NeedLeaderElection is false: every replica can answer, the state is
-// self-contained.
-func (s *Server) NeedLeaderElection() bool { return false }
-
-// Handler returns the server's routes.
+// Handler returns the server's routes, under the external URL's path.
 func (s *Server) Handler() http.Handler {
-	if s.Limiter == nil {
-		s.Limiter = rate.NewLimiter(5, 20)
+	if s.limits == nil {
+		s.limits = newLimits()
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /authorize", s.limited(s.authorize))
-	mux.HandleFunc("GET /callback", s.limited(s.callback))
+	mux.HandleFunc("GET "+s.Links.path("authorize"), s.verified(s.confirm))
+	mux.HandleFunc("POST "+s.Links.path("authorize"), s.verified(s.authorize))
+	mux.HandleFunc("GET "+s.Links.path("callback"), s.verified(s.callback))
+	mux.HandleFunc("GET "+s.Links.path("healthz"), func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	return mux
 }
 
-func (s *Server) limited(h http.HandlerFunc) http.HandlerFunc {
+// flow is a verified state, the link it is, and its connection.
+type flow struct {
+	state  State
+	raw    string
+	linkID string
+	signer *Signer
+	conn   *snowv1.ServiceNowConnection
+}
+
+// verified checks the state's signature first (a request without a state
+// snowauth signed costs one HMAC and nothing else), then the rate limits
+// of its connection and of the client's address, then that the link is
+// the connection's current one.
+func (s *Server) verified(h func(http.ResponseWriter, *http.Request, *flow)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.Limiter.Allow() {
-			w.Header().Set("Retry-After", "1")
-			page(w, http.StatusTooManyRequests, "Too many requests", "Too many authorization requests right now. Try again in a moment.")
+		r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+		raw := r.FormValue("state")
+		if raw == "" {
+			page(w, http.StatusBadRequest, "Cannot go on", "The request carries no state: open the authorization link you were given.")
 			return
 		}
-		h(w, r)
+		signer, err := s.Links.Keys.Signer(r.Context())
+		if err != nil {
+			page(w, http.StatusServiceUnavailable, "Cannot go on", "The authorization server cannot read its keys right now; try again in a minute.")
+			return
+		}
+		st, err := signer.Verify(raw, s.now())
+		if err != nil {
+			page(w, http.StatusBadRequest, "Cannot go on", err.Error()+": ask for a new link (kubectl servicenow authorize).")
+			return
+		}
+		if !s.limits.allow(st.Namespace+"/"+st.Name, clientAddress(r), s.now()) {
+			w.Header().Set("Retry-After", "2")
+			page(w, http.StatusTooManyRequests, "Too many requests", "Too many requests for this connection or from this address. Try again in a moment.")
+			return
+		}
+		f := &flow{state: st, raw: raw, linkID: LinkID(st.Nonce), signer: signer}
+		if status, err := s.current(r.Context(), f); err != nil {
+			page(w, status, "This link does not work", err.Error())
+			return
+		}
+		h(w, r, f)
 	}
 }
 
-// flow is a verified state and what it refers to.
-type flow struct {
-	state    State
-	raw      string
-	conn     *snowv1.ServiceNowConnection
-	instance servicenow.Instance
-	creds    servicenow.Credentials
-}
-
-// authorize sends the browser to the connection's own instance's login page.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	f, status, err := s.resume(r)
-	if err != nil {
-		page(w, status, "Cannot start the authorization", err.Error())
-		return
-	}
-	challenge := servicenow.S256Challenge(s.Links.Signer.CodeVerifier(f.state.Nonce))
-	target := servicenow.AuthCodeURL(f.instance, f.creds.ClientID, s.Links.RedirectURI(), f.raw, challenge)
-	noStore(w)
-	http.Redirect(w, r, target, http.StatusFound)
-}
-
-// callback exchanges the code and stores the refresh token.
-func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
-	log := logf.FromContext(r.Context()).WithName("authserver")
-	f, status, err := s.resume(r)
-	if err != nil {
-		page(w, status, "Authorization failed", err.Error())
-		return
-	}
-	name := f.conn.Namespace + "/" + f.conn.Name
-	q := r.URL.Query()
-	if e := q.Get("error"); e != "" {
-		s.event(f.conn, corev1.EventTypeWarning, "AuthorizationDenied",
-			"ServiceNow reported %q at the callback: the person declined or could not log in", clean(e))
-		page(w, http.StatusForbidden, "Authorization declined",
-			fmt.Sprintf("ServiceNow reported %q: connection %s was not authorised. Start again from its authorization link.", clean(e), name))
-		return
-	}
-	code := q.Get("code")
-	if code == "" {
-		page(w, http.StatusBadRequest, "Authorization failed", "The callback carries no authorization code. Start again from the connection's authorization link.")
-		return
-	}
-	creds := f.creds
-	creds.Code, creds.RedirectURI, creds.CodeVerifier = code, s.Links.RedirectURI(), s.Links.Signer.CodeVerifier(f.state.Nonce)
-	tok, err := s.Tokens.Token(r.Context(), servicenow.TokenRequest{
-		Instance: f.instance, Grant: servicenow.GrantAuthorizationCode, Credentials: creds,
-	})
-	if err != nil {
-		// The client's errors never carry the code, a secret or the body.
-		s.event(f.conn, corev1.EventTypeWarning, "AuthorizationFailed", "exchanging the authorization code failed: %s", err.Error())
-		log.Info("authorization code exchange failed", "connection", name, "reason", servicenow.KindOf(err))
-		page(w, http.StatusBadGateway, "Authorization failed",
-			fmt.Sprintf("ServiceNow did not accept the authorization of connection %s (%s). The code may have expired or been used already. Start again from the connection's authorization link.",
-				name, servicenow.KindOf(err)))
-		return
-	}
-	now := s.now()
-	if err := s.storeRefreshToken(r.Context(), f, tok.RefreshToken, now); err != nil {
-		log.Error(err, "storing the refresh token", "connection", name)
-		page(w, http.StatusInternalServerError, "Authorization failed",
-			fmt.Sprintf("The authorization of connection %s succeeded but could not be stored: %s", name, err.Error()))
-		return
-	}
-	s.event(f.conn, corev1.EventTypeNormal, "Authorized", "a person authorised snowauth at %s; the refresh token is stored in Secret %s",
-		f.instance.String(), f.conn.RefreshTokenSecretName())
-	log.Info("connection authorised", "connection", name)
-	page(w, http.StatusOK, "Connection authorised",
-		fmt.Sprintf("Connection %s is authorised. snowauth now keeps its token fresh; you can close this window.", name))
-}
-
-// resume verifies the state of a request and finds what it refers to: the
-// same connection (same UID), still using the AuthorizationCode grant, with
-// the same credentials, and a nonce not used before.
-func (s *Server) resume(r *http.Request) (*flow, int, error) {
-	raw := r.URL.Query().Get("state")
-	if raw == "" {
-		return nil, http.StatusBadRequest, errors.New("the request carries no state")
-	}
-	st, err := s.Links.Signer.Verify(raw, s.now())
-	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("%w: open the connection's current authorization link (kubectl servicenow authorize)", err)
-	}
-	ctx := r.Context()
-	name := st.Namespace + "/" + st.Name
+// current reads the link's connection and checks that the link is its
+// newest, unused one.
+func (s *Server) current(ctx context.Context, f *flow) (int, error) {
+	st, name := f.state, f.state.Namespace+"/"+f.state.Name
 	conn := &snowv1.ServiceNowConnection{}
-	err = s.APIReader.Get(ctx, types.NamespacedName{Namespace: st.Namespace, Name: st.Name}, conn)
+	err := s.Reader.Get(ctx, types.NamespacedName{Namespace: st.Namespace, Name: st.Name}, conn)
 	switch {
 	case apierrors.IsNotFound(err) || err == nil && string(conn.UID) != st.UID:
-		return nil, http.StatusGone, fmt.Errorf("connection %s no longer exists (it may have been deleted and created again)", name)
+		return http.StatusGone, fmt.Errorf("connection %s no longer exists (it may have been deleted and created again)", name)
 	case err != nil:
-		return nil, http.StatusServiceUnavailable, fmt.Errorf("cannot read connection %s right now; try again", name)
+		return http.StatusServiceUnavailable, fmt.Errorf("cannot read connection %s right now; try again", name)
 	case conn.Spec.GrantType != snowv1.GrantAuthorizationCode:
-		return nil, http.StatusConflict, fmt.Errorf("connection %s no longer uses the AuthorizationCode grant", name)
+		return http.StatusConflict, fmt.Errorf("connection %s no longer uses the AuthorizationCode grant", name)
 	}
-
-	secret, err := credentials.Get(ctx, s.APIReader, conn)
-	if err != nil || secret == nil {
-		return nil, http.StatusConflict, fmt.Errorf("the credentials Secret of connection %s cannot be read", name)
-	}
-	if secret.ResourceVersion != st.CredentialsVersion {
-		s.event(conn, corev1.EventTypeWarning, "AuthorizationFailed", "the credentials Secret changed during an authorization; open the new authorization link")
-		return nil, http.StatusConflict, fmt.Errorf("the credentials of connection %s changed since this link was made: open its new authorization link", name)
-	}
-	creds, err := credentials.Parse(conn, secret, s.Tokens)
-	if err != nil {
-		return nil, http.StatusConflict, fmt.Errorf("connection %s: %s", name, err.Error())
-	}
-
-	stored := &corev1.Secret{}
-	err = s.APIReader.Get(ctx, types.NamespacedName{Namespace: conn.Namespace, Name: conn.RefreshTokenSecretName()}, stored)
-	if err == nil && stored.Annotations[snowv1.AnnotationAuthorizationNonce] == st.Nonce {
-		return nil, http.StatusConflict, fmt.Errorf("this authorization link of connection %s was used already: open its current link", name)
-	}
-	return &flow{state: st, raw: raw, conn: conn, instance: creds.Instance, creds: creds.Client}, 0, nil
-}
-
-// storeRefreshToken writes the connection's refresh-token Secret: owned by
-// the connection (so the reconciler hears of it and it goes with the
-// connection), labelled as snowauth's, carrying the nonce it answers.
-func (s *Server) storeRefreshToken(ctx context.Context, f *flow, refreshToken string, now time.Time) error {
-	key := types.NamespacedName{Namespace: f.conn.Namespace, Name: f.conn.RefreshTokenSecretName()}
-	secret := &corev1.Secret{}
-	err := s.APIReader.Get(ctx, key, secret)
-	exists := err == nil
+	f.conn = conn
+	a := conn.Status.Authorization
 	switch {
-	case apierrors.IsNotFound(err):
-		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-	case err != nil:
-		return err
-	case !metav1.IsControlledBy(secret, f.conn):
-		return fmt.Errorf("secret %s exists and is not controlled by the connection; delete it", key.Name)
+	case a != nil && a.CompletedLinkID == f.linkID:
+		return http.StatusConflict, fmt.Errorf("this link was used already: connection %s was authorised%s. A link works once", name, byWhom(a))
+	case a == nil || a.LinkID != f.linkID:
+		return http.StatusConflict, fmt.Errorf("a newer link was made for connection %s, or this one was withdrawn: only the newest link works. "+
+			"Ask for a new one (kubectl servicenow authorize %s -n %s)", name, st.Name, st.Namespace)
 	}
-	secret.Type = corev1.SecretTypeOpaque
-	secret.Data = map[string][]byte{
-		RefreshTokenKey: []byte(refreshToken),
-		IssuedAtKey:     []byte(now.UTC().Format(time.RFC3339)),
-	}
-	secret.Labels = map[string]string{snowv1.LabelManagedBy: snowv1.ManagedByValue, snowv1.LabelConnection: f.conn.Name}
-	secret.Annotations = map[string]string{snowv1.AnnotationAuthorizationNonce: f.state.Nonce}
-	if err := controllerutil.SetControllerReference(f.conn, secret, s.Client.Scheme()); err != nil {
-		return err
-	}
-	if exists {
-		return s.Client.Update(ctx, secret)
-	}
-	return s.Client.Create(ctx, secret)
+	return 0, nil
 }
 
-func (s *Server) event(conn *snowv1.ServiceNowConnection, typ, reason, note string, args ...any) {
-	if s.Recorder != nil {
-		s.Recorder.Eventf(conn, nil, typ, reason, "Authorize", note, args...)
+func byWhom(a *snowv1.AuthorizationStatus) string {
+	var b strings.Builder
+	if a.AuthorizedBy != "" {
+		fmt.Fprintf(&b, " by ServiceNow user %s", a.AuthorizedBy)
+	}
+	if a.AuthorizedAt != nil {
+		fmt.Fprintf(&b, " at %s", a.AuthorizedAt.UTC().Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+// confirm is the page a start link opens: it names what is about to be
+// authorised and asks the person to go on. Nothing happens without that
+// click, so a link opened by mistake (or by a link preview) does nothing.
+func (s *Server) confirm(w http.ResponseWriter, _ *http.Request, f *flow) {
+	instance, err := s.Instances.ResolveInstance(f.state.Instance)
+	if err != nil {
+		page(w, http.StatusConflict, "Cannot go on", "The connection's instance is not allowed: "+err.Error())
+		return
+	}
+	noStore(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_ = confirmTemplate.Execute(w, struct {
+		Namespace, Name, Host, Secret, Action, State, Expires string
+	}{
+		f.state.Namespace, f.state.Name, instance.URL().Host, f.conn.TokenSecretName(), s.Links.path("authorize"), f.raw,
+		time.Unix(f.state.Expires, 0).UTC().Format(time.RFC3339),
+	})
+}
+
+// authorize, on the person's go-ahead, binds the flow to this browser (a
+// cookie only the authorization server can compute) and sends the browser
+// to the connection's own instance's login page, with PKCE.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, f *flow) {
+	instance, err := s.Instances.ResolveInstance(f.state.Instance)
+	if err != nil {
+		page(w, http.StatusConflict, "Cannot go on", "The connection's instance is not allowed: "+err.Error())
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName(f.linkID), Value: f.signer.BrowserBinding(f.state), Path: "/",
+		Expires: time.Unix(f.state.Expires, 0), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+	})
+	challenge := servicenow.S256Challenge(f.signer.CodeVerifier(f.state))
+	noStore(w)
+	http.Redirect(w, r, servicenow.AuthCodeURL(instance, f.state.ClientID, s.Links.RedirectURI(), f.raw, challenge), http.StatusSeeOther)
+}
+
+// cookieName is per link, so two authorizations in one browser do not
+// undo each other. __Host-: set only over HTTPS, for this host alone.
+func cookieName(linkID string) string { return "__Host-snowauth-" + linkID }
+
+// callback hands the code (or ServiceNow's error) to the manager in a
+// Secret of the server's namespace and waits for the manager's answer.
+func (s *Server) callback(w http.ResponseWriter, r *http.Request, f *flow) {
+	log := logf.FromContext(r.Context()).WithName("authserver")
+	name := f.state.Namespace + "/" + f.state.Name
+	cookie, err := r.Cookie(cookieName(f.linkID))
+	if err != nil || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(f.signer.BrowserBinding(f.state))) != 1 {
+		page(w, http.StatusForbidden, "Authorization refused",
+			"This browser did not start the authorization of connection "+name+". Open the link in the browser you log in to ServiceNow with, and go on from there.")
+		return
+	}
+	q := r.URL.Query()
+	data := map[string][]byte{HandoverState: []byte(f.raw)}
+	switch code, e := q.Get("code"), q.Get("error"); {
+	case e != "":
+		data[HandoverError] = []byte(clean(e))
+	case code != "":
+		data[HandoverCode] = []byte(code)
+	default:
+		page(w, http.StatusBadRequest, "Authorization failed", "The callback carries no authorization code. Ask for a new link.")
+		return
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: HandoverSecretName(f.linkID), Labels: map[string]string{
+			snowv1.LabelManagedBy: snowv1.ManagedByValue, LabelHandover: "true",
+		}},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+	// The code goes on a context of its own: a browser that gives up
+	// waiting must not lose the authorization.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if err := s.Writer.Create(ctx, secret); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			page(w, http.StatusConflict, "This link was used already", "Connection "+name+" is being authorised from this link already. A link works once.")
+			return
+		}
+		log.Error(err, "handing the authorization over to the manager", "connection", name)
+		page(w, http.StatusServiceUnavailable, "Authorization failed", "The authorization could not be handed to snowauth right now. Ask for a new link and try again.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName(f.linkID), Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	log.Info("authorization handed over", "connection", name, "link", f.linkID)
+	s.awaitManager(w, r.Context(), f)
+}
+
+// awaitManager shows the manager's answer: the connection's status says
+// which link completed or failed.
+func (s *Server) awaitManager(w http.ResponseWriter, ctx context.Context, f *flow) {
+	name := f.state.Namespace + "/" + f.state.Name
+	wait, poll := s.Wait, s.Poll
+	if wait <= 0 {
+		wait = 25 * time.Second
+	}
+	if poll <= 0 {
+		poll = 250 * time.Millisecond
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		conn := &snowv1.ServiceNowConnection{}
+		if err := s.Reader.Get(ctx, types.NamespacedName{Namespace: f.state.Namespace, Name: f.state.Name}, conn); err == nil {
+			if a := conn.Status.Authorization; a != nil && a.CompletedLinkID == f.linkID {
+				page(w, http.StatusOK, "Connection authorised",
+					fmt.Sprintf("Connection %s is authorised%s. snowauth now keeps its token fresh; you can close this window.", name, byWhom(a)))
+				return
+			} else if a != nil && a.FailedLinkID == f.linkID {
+				page(w, http.StatusBadGateway, "Authorization failed",
+					fmt.Sprintf("Connection %s was not authorised: %s Ask for a new link and try again.", name, a.FailureMessage))
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			page(w, http.StatusAccepted, "Authorization received",
+				fmt.Sprintf("snowauth received the authorization of connection %s and is completing it. "+
+					"See kubectl servicenow status %s -n %s.", name, f.state.Name, f.state.Namespace))
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -266,6 +308,16 @@ func (s *Server) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+// clientAddress is the request's peer address (behind an Ingress: the
+// Ingress controller's).
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // clean keeps a value taken from the query short and printable before it is
@@ -288,12 +340,24 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
 `))
 
+var confirmTemplate = template.Must(template.New("confirm").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>snowauth: authorise {{.Namespace}}/{{.Name}}</title></head>
+<body><h1>Authorise snowauth at {{.Host}}?</h1>
+<p>Connection <b>{{.Name}}</b> in namespace <b>{{.Namespace}}</b> asks to act at the ServiceNow instance
+<b>{{.Host}}</b> as the ServiceNow user you log in as next. Its tokens go to Secret <b>{{.Secret}}</b>,
+which workloads in {{.Namespace}} can mount.</p>
+<p>Go on only if you asked for this link (kubectl servicenow authorize) and mean to authorise this connection.
+The link works once, until {{.Expires}}.</p>
+<form method="post" action="{{.Action}}"><input type="hidden" name="state" value="{{.State}}">
+<button type="submit">Continue to {{.Host}}</button></form></body></html>
+`))
+
 // page answers a short plain page. html/template escapes everything, so
 // nothing from the query is reflected unescaped.
 func page(w http.ResponseWriter, status int, title, message string) {
 	noStore(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = pageTemplate.Execute(w, struct{ Title, Message string }{title, message})
@@ -306,3 +370,6 @@ func noStore(w http.ResponseWriter) {
 	w.Header().Set("Pragma", "no-cache")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 }
+
+// errNoHandover is returned by ReadHandover for a Secret that is not one.
+var errNoHandover = errors.New("not an authorization hand-over")

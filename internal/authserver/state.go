@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 )
 
 // State is what the signed state value carries between the start link, the
-// ServiceNow login page and the callback.
+// ServiceNow login page and the callback. It holds nothing secret: the
+// person's browser and ServiceNow see it. Everything the authorization
+// server needs is in it, so that server reads no credentials.
 type State struct {
 	// Namespace, Name and UID identify the connection; a connection deleted
 	// and created again under the same name has another UID.
@@ -24,11 +27,25 @@ type State struct {
 	// the link was made: a code obtained for one OAuth client must not be
 	// exchanged with another's secret.
 	CredentialsVersion string `json:"cv"`
-	// Nonce makes each link unique and single-use, and seeds the PKCE
-	// verifier.
+	// Instance is the instance's base URL and ClientID the OAuth client's
+	// ID, both public: the browser is sent to Instance's login page for
+	// ClientID.
+	Instance string `json:"i,omitempty"`
+	ClientID string `json:"c,omitempty"`
+	// Nonce makes each link unique, names it (LinkID) and seeds the PKCE
+	// verifier and the browser binding.
 	Nonce string `json:"nc"`
 	// Expires bounds how long the link works (Unix seconds).
 	Expires int64 `json:"exp"`
+	// KeyID names the key that signed it (set by Sign).
+	KeyID string `json:"k,omitempty"`
+}
+
+// LinkID names the link of a nonce in status and in the hand-over Secret:
+// a digest, from which neither the nonce nor a link can be made.
+func LinkID(nonce string) string {
+	sum := sha256.Sum256([]byte("snowauth-link:" + nonce))
+	return hex.EncodeToString(sum[:12])
 }
 
 // Errors of Verify. Their text is shown to the person in the browser.
@@ -41,18 +58,43 @@ var (
 // minKeySize is the HMAC-SHA256 key size: 32 random bytes.
 const minKeySize = 32
 
-// Signer signs and verifies states and derives PKCE verifiers, with one key.
+// Signer signs states with its first key and verifies them with any of its
+// keys, chosen by key id: a rotated key keeps verifying the links it signed
+// while it is listed (the overlap), and no longer once it is dropped.
 type Signer struct {
+	keys []signingKey
+}
+
+type signingKey struct {
+	id  string
 	key []byte
 }
 
-// NewSigner returns a Signer for key, which must hold at least 32 bytes.
-func NewSigner(key []byte) (*Signer, error) {
-	if len(key) < minKeySize {
-		return nil, fmt.Errorf("the authorization signing key must hold at least %d bytes, it holds %d", minKeySize, len(key))
+// NewSigner returns a Signer that signs with keys[0] and verifies with all
+// of them; each must hold at least 32 bytes.
+func NewSigner(keys ...[]byte) (*Signer, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no authorization signing key")
 	}
-	return &Signer{key: append([]byte(nil), key...)}, nil
+	s := &Signer{}
+	for _, k := range keys {
+		if len(k) < minKeySize {
+			return nil, fmt.Errorf("the authorization signing key must hold at least %d bytes, it holds %d", minKeySize, len(k))
+		}
+		s.keys = append(s.keys, signingKey{id: KeyID(k), key: append([]byte(nil), k...)})
+	}
+	return s, nil
 }
+
+// KeyID names a key without revealing it: the first 8 hex digits of its
+// SHA-256.
+func KeyID(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:4])
+}
+
+// SigningKeyID is the id of the key Sign uses.
+func (s *Signer) SigningKeyID() string { return s.keys[0].id }
 
 // NewKey returns a fresh random signing key.
 func NewKey() []byte {
@@ -70,14 +112,17 @@ func NewNonce() string {
 
 var b64 = base64.RawURLEncoding
 
-// Sign returns base64url(payload) "." base64url(HMAC-SHA256(key, payload)).
+// Sign returns base64url(payload) "." base64url(HMAC-SHA256(key, payload)),
+// with the signing key's id in the payload.
 func (s *Signer) Sign(st State) string {
+	st.KeyID = s.keys[0].id
 	payload, _ := json.Marshal(st) // a struct of strings and an int cannot fail
-	return b64.EncodeToString(payload) + "." + b64.EncodeToString(s.mac(payload))
+	return b64.EncodeToString(payload) + "." + b64.EncodeToString(mac(s.keys[0].key, payload))
 }
 
-// Verify checks a state's signature (in constant time) and expiry and
-// returns what it carries. now is the verifier's clock.
+// Verify checks a state's signature (in constant time, with the key its id
+// names) and expiry and returns what it carries. now is the verifier's
+// clock.
 func (s *Signer) Verify(value string, now time.Time) (State, error) {
 	encPayload, encMAC, ok := strings.Cut(value, ".")
 	if !ok || encPayload == "" || encMAC == "" || len(value) > 2048 {
@@ -87,11 +132,20 @@ func (s *Signer) Verify(value string, now time.Time) (State, error) {
 	if err != nil {
 		return State{}, ErrMalformedState
 	}
-	mac, err := b64.DecodeString(encMAC)
+	sig, err := b64.DecodeString(encMAC)
 	if err != nil {
 		return State{}, ErrMalformedState
 	}
-	if !hmac.Equal(mac, s.mac(payload)) {
+	// The key id is read before the signature is checked, only to choose
+	// the key; nothing else of the payload is trusted before.
+	var kid struct {
+		KeyID string `json:"k"`
+	}
+	if json.Unmarshal(payload, &kid) != nil {
+		return State{}, ErrForgedState
+	}
+	key := s.key(kid.KeyID)
+	if key == nil || !hmac.Equal(sig, mac(key, payload)) {
 		return State{}, ErrForgedState
 	}
 	var st State
@@ -105,15 +159,41 @@ func (s *Signer) Verify(value string, now time.Time) (State, error) {
 	return st, nil
 }
 
-// CodeVerifier derives the PKCE code_verifier of a nonce, so nothing needs
-// storing between the redirect and the callback: base64url of
-// HMAC-SHA256(key, "pkce" + nonce), 43 characters.
-func (s *Signer) CodeVerifier(nonce string) string {
-	return b64.EncodeToString(s.mac([]byte("pkce" + nonce)))
+// CodeVerifier derives the PKCE code_verifier of a verified state, so
+// nothing needs storing between the redirect and the callback: base64url
+// of HMAC-SHA256(key, "pkce" + nonce), 43 characters, with the key that
+// signed the state.
+func (s *Signer) CodeVerifier(st State) string {
+	return b64.EncodeToString(mac(s.keyOr(st.KeyID), []byte("pkce"+st.Nonce)))
 }
 
-func (s *Signer) mac(b []byte) []byte {
-	m := hmac.New(sha256.New, s.key)
+// BrowserBinding is the value of the cookie that binds a link's flow to the
+// browser that started it: only the authorization server can compute it,
+// and only that browser holds it.
+func (s *Signer) BrowserBinding(st State) string {
+	return b64.EncodeToString(mac(s.keyOr(st.KeyID), []byte("browser"+st.Nonce)))
+}
+
+func (s *Signer) key(id string) []byte {
+	for _, k := range s.keys {
+		if k.id == id {
+			return k.key
+		}
+	}
+	return nil
+}
+
+// keyOr is the key named id, or the signing key (for a state Verify has
+// not accepted, whose derived values then match nothing).
+func (s *Signer) keyOr(id string) []byte {
+	if k := s.key(id); k != nil {
+		return k
+	}
+	return s.keys[0].key
+}
+
+func mac(key, b []byte) []byte {
+	m := hmac.New(sha256.New, key)
 	m.Write(b)
 	return m.Sum(nil)
 }

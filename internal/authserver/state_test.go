@@ -24,7 +24,32 @@ func TestSignedStateVerifiesAndCarriesTheConnection(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	got, err := s.Verify(s.Sign(testState()), t0)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(got).To(Equal(testState()))
+	want := testState()
+	want.KeyID = KeyID(testKey)
+	g.Expect(got).To(Equal(want))
+}
+
+// A rotated key keeps verifying the links it signed while it is listed as
+// previous, and no longer once it is dropped; new links are signed with
+// the new key.
+func TestLinksSignedBeforeAKeyRotationWorkUntilTheOldKeyIsDropped(t *testing.T) {
+	g := NewWithT(t)
+	newKey := []byte("a new key of at least thirty-two bytes")
+	before, _ := NewSigner(testKey)
+	during, _ := NewSigner(newKey, testKey)
+	after, _ := NewSigner(newKey)
+	old := before.Sign(testState())
+
+	_, err := during.Verify(old, t0)
+	g.Expect(err).NotTo(HaveOccurred(), "during the overlap")
+	fresh, _ := during.Verify(during.Sign(testState()), t0)
+	g.Expect(fresh.KeyID).To(Equal(KeyID(newKey)), "new links use the new key")
+	st, _ := during.Verify(old, t0)
+	g.Expect(during.CodeVerifier(st)).To(Equal(before.CodeVerifier(st)), "the PKCE verifier of an old link is the old key's")
+	_, err = after.Verify(old, t0)
+	g.Expect(err).To(MatchError(ErrForgedState), "once the old key is dropped")
+	g.Expect(KeyID(testKey)).To(HaveLen(8))
+	g.Expect(old).NotTo(ContainSubstring(string(testKey)))
 }
 
 func TestVerifyRejectsBadStates(t *testing.T) {
@@ -74,14 +99,18 @@ func TestSignerNeedsAKeyOfAtLeast32Bytes(t *testing.T) {
 func TestCodeVerifierIsDerivedFromTheNonceAndMeetsPKCE(t *testing.T) {
 	g := NewWithT(t)
 	s, _ := NewSigner(testKey)
-	v := s.CodeVerifier("n0nce")
-	g.Expect(v).To(Equal(s.CodeVerifier("n0nce")), "the callback derives the same verifier as the start link")
-	g.Expect(v).NotTo(Equal(s.CodeVerifier("other")))
+	st, _ := s.Verify(s.Sign(testState()), t0)
+	v := s.CodeVerifier(st)
+	g.Expect(v).To(Equal(s.CodeVerifier(st)), "the exchange derives the same verifier as the start link")
+	otherNonce := st
+	otherNonce.Nonce = "other"
+	g.Expect(v).NotTo(Equal(s.CodeVerifier(otherNonce)))
+	g.Expect(s.BrowserBinding(st)).NotTo(Equal(v), "the browser binding is another value")
 	// RFC 7636: 43 to 128 characters of [A-Za-z0-9-._~].
 	g.Expect(len(v)).To(BeNumerically(">=", 43))
 	g.Expect(v).To(MatchRegexp(`^[A-Za-z0-9._~-]{43,128}$`))
 	other, _ := NewSigner([]byte("another key of at least 32 bytes!!"))
-	g.Expect(other.CodeVerifier("n0nce")).NotTo(Equal(v), "the verifier cannot be computed without the key")
+	g.Expect(other.CodeVerifier(st)).NotTo(Equal(v), "the verifier cannot be computed without the key")
 	g.Expect(NewNonce()).NotTo(Equal(NewNonce()))
 }
 

@@ -79,8 +79,21 @@ func RenderStatus(w io.Writer, v StatusView, now time.Time, opts RenderOptions) 
 	}
 	if c.Spec.GrantType == snowv1.GrantAuthorizationCode {
 		summary = append(summary, []string{"Refresh token:", "stops working " + when(st.RefreshTokenExpiresAt, now)})
-		if st.AuthorizationURL != "" {
-			summary = append(summary, []string{"Authorize at:", st.AuthorizationURL + " (kubectl servicenow authorize " + c.Name + ")"})
+		if a := st.Authorization; a != nil {
+			if a.AuthorizedAt != nil {
+				by := ""
+				if a.AuthorizedBy != "" {
+					by = " by ServiceNow user " + a.AuthorizedBy
+				}
+				summary = append(summary, []string{"Authorised:", when(a.AuthorizedAt, now) + by})
+			}
+			if a.LinkID != "" {
+				summary = append(summary, []string{"Link:", "in Secret " + a.LinkSecretName + ", waiting for a person; expires " +
+					when(a.LinkExpiresAt, now)})
+			}
+			if a.FailureMessage != "" {
+				summary = append(summary, []string{"Last authorization:", "failed: " + a.FailureMessage})
+			}
 		}
 	}
 	if req := c.Annotations[snowv1.AnnotationRefreshRequestedAt]; req != "" {

@@ -19,7 +19,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/snowauth/snowauth/controllers"
-	"github.com/snowauth/snowauth/internal/authserver"
 )
 
 // Manager says how StartManager wires a manager. The zero value (plus
@@ -34,8 +33,8 @@ type Manager struct {
 	// Tokens talks to ServiceNow (usually a servicenow.Client trusting a
 	// simulator).
 	Tokens controllers.TokenSource
-	// Authorization enables the AuthorizationCode grant's links.
-	Authorization *authserver.Links
+	// Authorization enables the AuthorizationCode grant.
+	Authorization *controllers.Authorization
 	// Logs receives the manager's debug logs; nil discards them.
 	Logs io.Writer
 	// NewClient wraps the manager's client (to count writes, say).
@@ -64,7 +63,7 @@ func (e *Env) StartManager(t testing.TB, m Manager) (mgr ctrl.Manager, stop func
 	}
 	opts := ctrl.Options{
 		Scheme:                 e.Scheme,
-		Cache:                  controllers.CacheOptions(m.Namespaces),
+		Cache:                  controllers.CacheOptions(m.Namespaces, handovers(m.Authorization)),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Logger:                 zap.New(zap.WriteTo(logs), zap.UseDevMode(true), zap.Level(zapLevelDebug)),
@@ -110,6 +109,13 @@ func (e *Env) StartManager(t testing.TB, m Manager) (mgr ctrl.Manager, stop func
 		t.Fatal("the manager's cache did not sync")
 	}
 	return mgr, stop
+}
+
+func handovers(a *controllers.Authorization) string {
+	if a == nil {
+		return ""
+	}
+	return a.Namespace
 }
 
 // zapLevelDebug lets through everything the reconciler logs, V(1) included.

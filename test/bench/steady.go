@@ -13,10 +13,12 @@ import (
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 )
 
-// annotationTouch is an annotation that means nothing to snowauth: setting
-// it wakes every connection up (annotation changes pass the controller's
-// predicate) with nothing to do, which is an idle reconcile.
-const annotationTouch = "bench.snowauth.dev/touched-at"
+// annotationTouch is an annotation under snowauth's prefix that means
+// nothing to it: setting it wakes every connection up (annotation changes
+// pass the controller's predicate) with nothing to do, which is an idle
+// reconcile. Annotations outside the prefix would wake nothing: the
+// manager's cache drops them.
+const annotationTouch = "servicenow.snowauth.dev/bench-touched-at"
 
 // probePrefix starts the OAuth client IDs of latency probes, which the
 // steady-state counts leave out.

@@ -94,8 +94,10 @@ func TestChartInstallsOnAnAPIServerAndItsPodIsRestricted(t *testing.T) {
 			g.Expect(kinds(objs)).To(Equal(tc.kinds))
 			deleteAfterTest(t, objs)
 			g.Expect(apply(ctx, env.Client, objs)).To(Succeed())
-			g.Expect(admitManagerPod(ctx, only(t, objs, "Deployment"))).To(Succeed(),
-				"the manager's Pod must pass the restricted Pod Security Standard")
+			for _, d := range ofKind(objs, "Deployment") {
+				g.Expect(admitManagerPod(ctx, d)).To(Succeed(),
+					"the Pods of %s must pass the restricted Pod Security Standard", d.GetName())
+			}
 		})
 	}
 }
@@ -223,7 +225,7 @@ func TestAPIServerRefusesAManifestWithASchemaOrAPIVersionMistake(t *testing.T) {
 			g := NewWithT(t)
 			ns := env.Namespace(t)
 			objs := helmTemplate(t, "snowauth", ns, "--values", allOptionsValues)
-			obj := only(t, objs, tc.kind).DeepCopy()
+			obj := ofKind(objs, tc.kind)[0].DeepCopy()
 			tc.mistake(obj)
 			err := apply(ctx, env.Client, []*unstructured.Unstructured{obj})
 			g.Expect(err).To(HaveOccurred())

@@ -1,6 +1,7 @@
 package install_test
 
 import (
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -13,10 +14,23 @@ func managerArgs(t testing.TB, objs []*unstructured.Unstructured) []any {
 	return managerContainer(t, objs)["args"].([]any)
 }
 
+// managerDeployment is the manager's Deployment in a rendering (with the
+// authorization server there is a second).
+func managerDeployment(t testing.TB, objs []*unstructured.Unstructured) *unstructured.Unstructured {
+	t.Helper()
+	for _, d := range ofKind(objs, "Deployment") {
+		if strings.HasSuffix(d.GetName(), "-controller-manager") {
+			return d
+		}
+	}
+	t.Fatal("no manager Deployment")
+	return nil
+}
+
 // managerContainer is the manager container of the rendered Deployment.
 func managerContainer(t testing.TB, objs []*unstructured.Unstructured) map[string]any {
 	t.Helper()
-	containers := field(only(t, objs, "Deployment"), "spec", "template", "spec", "containers").([]any)
+	containers := field(managerDeployment(t, objs), "spec", "template", "spec", "containers").([]any)
 	for _, c := range containers {
 		if c := c.(map[string]any); c["name"] == "manager" {
 			return c
@@ -77,7 +91,6 @@ func TestChartRunsTheManagerWithTheFlagsOfItsValues(t *testing.T) {
 			"--kube-api-qps=25.5",
 			"--kube-api-burst=60",
 			"--watch-namespaces=team-a,team-b",
-			"--authorization-bind-address=:8083",
 			"--authorization-external-url=https://snowauth.example.com",
 			"--authorization-key-secret=snowauth-link-key",
 			"--authorization-link-ttl=20m",
@@ -88,7 +101,7 @@ func TestChartRunsTheManagerWithTheFlagsOfItsValues(t *testing.T) {
 		g.Expect(c["image"]).To(Equal("registry.example.com/snowauth/manager@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
 		g.Expect(c["env"]).To(ContainElement(HaveKeyWithValue("name", "HTTPS_PROXY")))
 		g.Expect(c["ports"]).To(ContainElement(And(HaveKeyWithValue("name", "metrics"), HaveKeyWithValue("containerPort", BeEquivalentTo(9443)))))
-		pod := field(only(t, objs, "Deployment"), "spec", "template", "spec").(map[string]any)
+		pod := field(managerDeployment(t, objs), "spec", "template", "spec").(map[string]any)
 		g.Expect(pod).To(HaveKeyWithValue("priorityClassName", "snowauth-ci-critical"))
 		g.Expect(pod).To(HaveKeyWithValue("serviceAccountName", "snowauth-ci-operator"))
 		g.Expect(pod).To(HaveKey("nodeSelector"))
@@ -98,18 +111,35 @@ func TestChartRunsTheManagerWithTheFlagsOfItsValues(t *testing.T) {
 		g.Expect(pod["volumes"]).To(ContainElement(HaveKeyWithValue("configMap", map[string]any{
 			"name": "corporate-ca", "items": []any{map[string]any{"key": "bundle.pem", "path": "ca-bundle.pem"}},
 		})))
-		meta := field(only(t, objs, "Deployment"), "spec", "template", "metadata").(map[string]any)
+		meta := field(managerDeployment(t, objs), "spec", "template", "metadata").(map[string]any)
 		g.Expect(meta["annotations"]).To(HaveKeyWithValue("example.com/owner", "platform-team"))
 		g.Expect(meta["labels"]).To(HaveKeyWithValue("example.com/team", "platform"))
 	})
 }
 
-func TestChartExposesTheAuthorizationServerAtItsExternalURL(t *testing.T) {
+func TestChartRunsTheAuthorizationServerApartFromTheManagerAtItsExternalURL(t *testing.T) {
 	g := NewWithT(t)
 	objs := helmTemplate(t, "snowauth", "snowauth-system", "--values", allOptionsValues)
 	c := managerContainer(t, objs)
-	g.Expect(c["ports"]).To(ContainElement(And(HaveKeyWithValue("name", "authorization"), HaveKeyWithValue("containerPort", BeEquivalentTo(8083)))))
+	g.Expect(containerPortNames(t, objs)).NotTo(ContainElement("authorization"), "the manager serves nothing to browsers")
 	g.Expect(c["env"]).To(ContainElement(HaveKeyWithValue("name", "POD_NAMESPACE")), "the signing key Secret lives in the Pod's namespace")
+
+	var server *unstructured.Unstructured
+	for _, d := range ofKind(objs, "Deployment") {
+		if d.GetName() == "snowauth-ci-authorization" {
+			server = d
+		}
+	}
+	g.Expect(server).NotTo(BeNil(), "the authorization server has a Deployment of its own")
+	pod := field(server, "spec", "template", "spec").(map[string]any)
+	g.Expect(pod["serviceAccountName"]).To(Equal("snowauth-ci-authorization"), "and a ServiceAccount of its own")
+	container := pod["containers"].([]any)[0].(map[string]any)
+	g.Expect(container["command"]).To(Equal([]any{"/authserver"}))
+	g.Expect(container["args"]).To(ContainElements("--bind-address=:8083", "--external-url=https://snowauth.example.com",
+		"--key-dir=/etc/snowauth/authorization-key"))
+	g.Expect(pod["volumes"]).To(ContainElement(HaveKeyWithValue("secret", map[string]any{"secretName": "snowauth-link-key"})),
+		"it mounts the link-signing keys, and no other Secret")
+	g.Expect(pod["volumes"]).To(HaveLen(1))
 
 	var svc *unstructured.Unstructured
 	for _, o := range ofKind(objs, "Service") {
@@ -118,23 +148,16 @@ func TestChartExposesTheAuthorizationServerAtItsExternalURL(t *testing.T) {
 		}
 	}
 	g.Expect(svc).NotTo(BeNil(), "a Service in front of the authorization server")
-	g.Expect(field(svc, "spec", "ports")).To(ContainElement(HaveKeyWithValue("targetPort", "authorization")))
+	g.Expect(selects(field(svc, "spec", "selector"), field(server, "spec", "template", "metadata", "labels").(map[string]any))).To(BeTrue())
+	g.Expect(selects(field(svc, "spec", "selector"), podLabels(t, objs))).To(BeFalse(), "the Service does not reach the manager")
 	ing := only(t, objs, "Ingress")
 	rule := field(ing, "spec", "rules").([]any)[0].(map[string]any)
 	g.Expect(rule["host"]).To(Equal("snowauth.example.com"), "the Ingress serves externalURL's host")
 	g.Expect(field(ing, "spec", "ingressClassName")).To(Equal("nginx"))
 
-	var keyRole *unstructured.Unstructured
-	for _, o := range ofKind(objs, "Role") {
-		if o.GetName() == "snowauth-ci-authorization-key" {
-			keyRole = o
-		}
-	}
-	g.Expect(keyRole).NotTo(BeNil(), "the manager may read and create its signing key Secret")
-	g.Expect(field(keyRole, "rules")).To(ContainElement(HaveKeyWithValue("resourceNames", ContainElement("snowauth-link-key"))))
-
 	off := helmTemplate(t, "snowauth", "snowauth-system")
 	g.Expect(ofKind(off, "Ingress")).To(BeEmpty(), "off by default")
+	g.Expect(ofKind(off, "Deployment")).To(HaveLen(1))
 	g.Expect(managerArgs(t, off)).NotTo(ContainElement(HavePrefix("--authorization")))
 
 	out, err := helmTemplateOutput(t, "snowauth", "snowauth-system", "--set", "authorization.enable=true")
@@ -264,7 +287,7 @@ func TestChartManagerRulesAreTheGeneratedRBAC(t *testing.T) {
 // podLabels is the manager Pod's labels in a rendering.
 func podLabels(t testing.TB, objs []*unstructured.Unstructured) map[string]any {
 	t.Helper()
-	return field(only(t, objs, "Deployment"), "spec", "template", "metadata", "labels").(map[string]any)
+	return field(managerDeployment(t, objs), "spec", "template", "metadata", "labels").(map[string]any)
 }
 
 // containerPortNames are the manager container's port names.
@@ -298,7 +321,7 @@ func TestChartSelectorsFindTheManager(t *testing.T) {
 	g := NewWithT(t)
 	objs := helmTemplate(t, "snowauth", "snowauth-system", "--values", allOptionsValues)
 	pod := podLabels(t, objs)
-	g.Expect(selects(field(only(t, objs, "Deployment"), "spec", "selector", "matchLabels"), pod)).To(BeTrue(), "Deployment")
+	g.Expect(selects(field(managerDeployment(t, objs), "spec", "selector", "matchLabels"), pod)).To(BeTrue(), "Deployment")
 	services := ofKind(objs, "Service")
 	g.Expect(services).To(HaveLen(2), "the metrics and the authorization Services")
 	var svc *unstructured.Unstructured
@@ -308,12 +331,15 @@ func TestChartSelectorsFindTheManager(t *testing.T) {
 		}
 	}
 	g.Expect(svc).NotTo(BeNil())
-	for _, svc := range services {
-		g.Expect(selects(field(svc, "spec", "selector"), pod)).To(BeTrue(), "Service %s", svc.GetName())
-		g.Expect(containerPortNames(t, objs)).To(ContainElement(field(svc, "spec", "ports").([]any)[0].(map[string]any)["targetPort"]), "Service %s", svc.GetName())
-	}
+	g.Expect(selects(field(svc, "spec", "selector"), pod)).To(BeTrue(), "Service %s", svc.GetName())
+	g.Expect(containerPortNames(t, objs)).To(ContainElement(field(svc, "spec", "ports").([]any)[0].(map[string]any)["targetPort"]), "Service %s", svc.GetName())
 	g.Expect(selects(field(only(t, objs, "PodDisruptionBudget"), "spec", "selector", "matchLabels"), pod)).To(BeTrue(), "PodDisruptionBudget")
-	np := only(t, objs, "NetworkPolicy")
+	var np *unstructured.Unstructured
+	for _, p := range ofKind(objs, "NetworkPolicy") {
+		if strings.HasSuffix(p.GetName(), "-controller-manager") {
+			np = p
+		}
+	}
 	g.Expect(selects(field(np, "spec", "podSelector", "matchLabels"), pod)).To(BeTrue(), "NetworkPolicy")
 	for _, rule := range field(np, "spec", "ingress").([]any) {
 		for _, p := range rule.(map[string]any)["ports"].([]any) {

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
@@ -79,4 +80,46 @@ func TestChartPolicyIsConfigPolicy(t *testing.T) {
 	}
 	off := helmTemplate(t, "snowauth", "snowauth-system", "--set", "admissionPolicy.enable=false")
 	NewWithT(t).Expect(ofKind(off, "ValidatingAdmissionPolicy")).To(BeEmpty())
+}
+
+// config/authorization's policy names its authorization server's
+// ServiceAccount, and says what the chart's says.
+func TestConfigAuthorizationPolicyNamesItsServerAndIsTheCharts(t *testing.T) {
+	g := NewWithT(t)
+	objs := kustomizeBuild(t, "test/install/testdata/authorization")
+	var sa, policy *unstructured.Unstructured
+	for _, o := range ofKind(objs, "ServiceAccount") {
+		if o.GetName() == "snowauth-authorization" {
+			sa = o
+		}
+	}
+	for _, o := range ofKind(objs, "ValidatingAdmissionPolicy") {
+		if o.GetName() == "snowauth-authorization-secrets" {
+			policy = o
+		}
+	}
+	g.Expect(sa).NotTo(BeNil())
+	g.Expect(policy).NotTo(BeNil())
+	g.Expect(field(policy, "spec", "matchConditions")).To(ConsistOf(HaveKeyWithValue("expression",
+		"request.userInfo.username == 'system:serviceaccount:"+sa.GetNamespace()+":"+sa.GetName()+"'")))
+	var server *unstructured.Unstructured
+	for _, d := range ofKind(objs, "Deployment") {
+		if d.GetName() == "snowauth-authorization" {
+			server = d
+		}
+	}
+	g.Expect(field(server, "spec", "template", "spec", "serviceAccountName")).To(Equal(sa.GetName()))
+	g.Expect(admitManagerPod(context.Background(), server)).To(Succeed(), "the server's Pod passes the restricted Pod Security Standard")
+
+	rendered := helmTemplate(t, "snowauth", "snowauth-system", "--set", "authorization.enable=true",
+		"--set", "authorization.externalURL=https://snowauth.example.com")
+	for _, o := range ofKind(rendered, "ValidatingAdmissionPolicy") {
+		if o.GetName() == "snowauth-authorization-secrets" {
+			for _, f := range []string{"validations", "matchConstraints", "failurePolicy"} {
+				expectSame(t, field(o, "spec", f), field(policy, "spec", f), "the chart's policy differs from config/authorization's in spec."+f)
+			}
+			return
+		}
+	}
+	t.Fatal("the chart renders no authorization server policy")
 }

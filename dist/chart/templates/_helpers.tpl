@@ -91,3 +91,15 @@ secret:
     path: ca-bundle.pem
 {{- end }}
 {{- end }}
+
+{{/* Labels that select the authorization server's Pods. */}}
+{{- define "snowauth.authorizationSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "snowauth.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: authorization-server
+{{- end }}
+
+{{/* The authorization server's ServiceAccount. */}}
+{{- define "snowauth.authorizationServiceAccountName" -}}
+{{ include "snowauth.fullname" . }}-authorization
+{{- end }}

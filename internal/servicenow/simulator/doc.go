@@ -96,7 +96,9 @@
 //     "useraccount"; token_type is "Bearer".
 //   - GET /api/now/table/sys_user answers a valid bearer token with
 //     {"result":[…]} and X-Total-Count, anything else with the 401
-//     "User Not Authenticated" envelope.
+//     "User Not Authenticated" envelope; GET /api/now/ui/user/current_user
+//     answers it with the token's user (user_name, user_sys_id,
+//     user_display_name).
 //
 // Whether a refresh_token grant extends a still-valid access token is not
 // documented; the simulator assumes it does, like every other grant. That an

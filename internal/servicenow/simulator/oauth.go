@@ -321,3 +321,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func equal(want, got string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
+
+// serveCurrentUser is GET /api/now/ui/user/current_user: the user a valid
+// bearer token belongs to, as {"result":{"user_name", "user_sys_id",
+// "user_display_name"}}.
+func (s *Simulator) serveCurrentUser(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	t := s.tokens[bearer]
+	if !ok || !t.valid(s.now()) || t.refresh || s.activeUser(t.username) == nil {
+		w.Header().Set("Content-Type", jsonContentType)
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(notAuthenticatedBody))
+		return
+	}
+	u := s.activeUser(t.username)
+	writeJSON(w, http.StatusOK, map[string]any{"result": map[string]string{
+		"user_name": u.Username, "user_sys_id": u.sysID, "user_display_name": u.Username,
+	}})
+}

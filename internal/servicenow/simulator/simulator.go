@@ -183,6 +183,7 @@ func Start(opts Options) (*Simulator, error) {
 	s.mux.HandleFunc("/oauth_auth.do", s.serveAuth)
 	s.mux.HandleFunc("/oauth_revoke_token.do", s.serveRevoke)
 	s.mux.HandleFunc("/api/now/table/{table}", s.serveTable)
+	s.mux.HandleFunc("GET /api/now/ui/user/current_user", s.serveCurrentUser)
 	s.srv = &http.Server{
 		Handler: s,
 		// HTTP/1.1 only: the dropped-connection fault hijacks the
