@@ -123,10 +123,16 @@ func TestAuthorizationServerHoldsNoCredentialsAndTheFlowWorksWithTheChartsRights
 	}
 	g.Expect(env.Client.Create(ctx, conn)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, conn) })
+	// As kubectl servicenow authorize does: the link once status names it.
 	var link string
 	g.Eventually(func() string {
+		c := &snowv1.ServiceNowConnection{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(conn), c); err != nil || c.Status.Authorization == nil ||
+			c.Status.Authorization.LinkID == "" {
+			return ""
+		}
 		s := &corev1.Secret{}
-		_ = env.Client.Get(ctx, client.ObjectKey{Namespace: workload, Name: "catalog-refresh-token"}, s)
+		_ = env.Client.Get(ctx, client.ObjectKey{Namespace: workload, Name: c.Status.Authorization.LinkSecretName}, s)
 		link = string(s.Data[snowv1.AuthorizationKeyURL])
 		return link
 	}, eventually, interval).ShouldNot(BeEmpty(), "the manager made a link")
