@@ -363,12 +363,10 @@ type ServiceNowConnectionStatus struct {
 	// +optional
 	CredentialsResourceVersion string `json:"credentialsResourceVersion,omitempty"`
 
-	// authorizationURL is no longer set: anyone who may read the connection
-	// could read it. Authorization links are minted on request and kept in
-	// a Secret (status.authorization).
-	//
-	// Deprecated: always empty since 0.3.0; use `kubectl servicenow
-	// authorize`. It goes with the next API version.
+	// authorizationURL is always empty since 0.3.0, and goes with the next
+	// API version: anyone who may read the connection could read a link
+	// here. Links are minted on request and kept in a Secret
+	// (status.authorization; `kubectl servicenow authorize`).
 	// +optional
 	AuthorizationURL string `json:"authorizationURL,omitempty"`
 

@@ -408,7 +408,13 @@ func authorizeAsAPerson(ctx context.Context, c client.Client, sim *simulator.Sim
 	// Going on from the page the link opens sets the cookie that binds the
 	// flow to this browser. (A browser keeps a Secure cookie of
 	// http://127.0.0.1; Go's cookie jar does not, so it is carried here.)
-	resp, err := browser.PostForm(authURL+"/authorize", url.Values{"state": {u.Query().Get("state")}})
+	goOn, err := http.NewRequestWithContext(ctx, http.MethodPost, authURL+"/authorize",
+		strings.NewReader(url.Values{"state": {u.Query().Get("state")}}.Encode()))
+	if err != nil {
+		return err
+	}
+	goOn.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := browser.Do(goOn)
 	if err != nil {
 		return fmt.Errorf("going on from the link's page: %w", err)
 	}
@@ -458,7 +464,12 @@ func startAuthorizationServer(ctx context.Context, env *testenv.Env, authURL str
 	serveCtx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Start(serveCtx) }()
-	return func() { cancel(); <-errc }, nil
+	return func() {
+		cancel()
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "authorization server:", err)
+		}
+	}, nil
 }
 
 // freeLoopbackURL picks a free loopback port for the authorization server.

@@ -160,7 +160,7 @@ func checkLink(link string) error {
 	switch {
 	case err != nil || !u.IsAbs() || u.Host == "":
 		return errors.New("not an absolute URL")
-	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())):
+	case u.Scheme != "https" && (u.Scheme != "http" || !isLoopback(u.Hostname())):
 		return errors.New("not https")
 	case u.User != nil || u.Fragment != "":
 		return errors.New("a user name or fragment")
