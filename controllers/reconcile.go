@@ -246,7 +246,7 @@ func (r *ServiceNowConnectionReconciler) store(ctx context.Context, s *scope, to
 	st := &s.conn.Status
 	firstToken, recovered := st.LastRefreshTime == nil, st.ConsecutiveFailures > 0
 	st.LastRefreshTime = &metav1.Time{Time: obtained.obtained.Truncate(time.Second)}
-	st.ConsecutiveFailures = 0
+	st.ConsecutiveFailures, st.PasswordRejections = 0, 0
 	var refreshBefore *time.Duration
 	if rb := s.conn.Spec.RefreshBefore; rb != nil {
 		refreshBefore = &rb.Duration
@@ -289,6 +289,7 @@ func (r *ServiceNowConnectionReconciler) fail(ctx context.Context, s *scope, err
 	// Rounded up: status keeps whole seconds, and a retry must not come
 	// before a server's Retry-After.
 	st.NextRefreshTime = &metav1.Time{Time: s.now.Add(delay + time.Second - 1).Truncate(time.Second)}
+	countRejection(s, f) // no lock-outs: a rejected password is not sent again and again
 	logf.FromContext(ctx).Info("token request failed", "reason", f.reason, "message", f.message,
 		"consecutiveFailures", st.ConsecutiveFailures, "retryIn", delay.Round(time.Second).String())
 	r.event(s.conn, corev1.EventTypeWarning, f.reason, "RequestToken", "%s", f.message)

@@ -73,6 +73,14 @@ type harness struct {
 	authSrv   *authserver.Server
 	handovers string
 	jar       http.CookieJar
+	// now is the reconciler's clock (withClock); nil: the wall clock.
+	now func() time.Time
+}
+
+// withClock gives the reconciler a clock of the test's, to let time pass
+// for it (the simulator keeps the wall clock).
+func withClock(now func() time.Time) harnessOption {
+	return func(h *harness) { h.now = now }
 }
 
 // harnessOption changes how a harness starts.
@@ -117,6 +125,7 @@ func (h *harness) startManager() {
 		Namespaces:    []string{h.ns},
 		Tokens:        testenv.ClientFor(h.t, h.sim, time.Second),
 		Authorization: h.authz,
+		Now:           h.now,
 		Logs:          h.logs,
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
 			c, err := client.New(cfg, opts)

@@ -19,6 +19,8 @@ import (
 //     costs nothing at ServiceNow.
 //   - Anything ServiceNow answered waits out its backoff: an empty token
 //     Secret is refilled at once only when nothing is being waited out.
+//   - A password ServiceNow rejected spec.password.maxRejections times in a
+//     row is not sent again until a person changes something.
 func refreshTrigger(s *scope) string {
 	st := s.conn.Status
 	requested := s.conn.Annotations[snowv1.AnnotationRefreshRequestedAt]
@@ -33,6 +35,8 @@ func refreshTrigger(s *scope) string {
 		return "the credentials Secret changed"
 	case requested != "" && requested != st.LastHandledRefreshRequest:
 		return "a refresh was requested"
+	case passwordStopped(s):
+		return "" // until a person changes something (above)
 	case s.kept && !backingOff:
 		return "a token obtained earlier is not stored yet"
 	case s.failure != nil && isPrecondition(s.failure.reason):

@@ -237,6 +237,21 @@ type AuthorizationStatus struct {
 	FailureMessage string `json:"failureMessage,omitempty"`
 }
 
+// PasswordSpec tunes the Password grant.
+type PasswordSpec struct {
+	// maxRejections is how many times in a row ServiceNow may reject the
+	// password before snowauth stops sending it: ServiceNow locks an account
+	// after repeated failed logins, and a wrong password retried every 15
+	// minutes would lock the integration user out. snowauth then reports
+	// Stalled and sends the password again only when the credentials Secret
+	// or the spec changes or a refresh is requested (once per such change).
+	// Default 3.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=20
+	MaxRejections *int32 `json:"maxRejections,omitempty"`
+}
+
 // ServiceNowConnectionSpec says which ServiceNow instance and OAuth client to
 // use, with which grant, and where to keep the token.
 //
@@ -275,6 +290,10 @@ type ServiceNowConnectionSpec struct {
 	// authorizationCode tunes the AuthorizationCode grant.
 	// +optional
 	AuthorizationCode *AuthorizationCodeSpec `json:"authorizationCode,omitempty"`
+
+	// password tunes the Password grant.
+	// +optional
+	Password *PasswordSpec `json:"password,omitempty"`
 
 	// refreshBefore is how long before the token expires snowauth refreshes
 	// it, as a duration such as "10m". Between 1m and 24h. By default snowauth
@@ -352,6 +371,12 @@ type ServiceNowConnectionStatus struct {
 	// success. It drives the retry backoff and survives operator restarts.
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// passwordRejections counts how many times in a row ServiceNow rejected
+	// the password (Password grant); at spec.password.maxRejections snowauth
+	// stops sending it. A token resets it.
+	// +optional
+	PasswordRejections int32 `json:"passwordRejections,omitempty"`
 
 	// lastFailureTime is when the most recent token request failed.
 	// +optional
