@@ -117,6 +117,7 @@ func (r *ServiceNowConnectionReconciler) mintRequestedLink(ctx context.Context, 
 		return err
 	}
 	a.LinkID, a.LinkSecretName, a.LinkExpiresAt = link.ID, s.conn.RefreshTokenSecretName(), &metav1.Time{Time: link.Expires}
+	a.Server = r.Authorization.Links.ExternalURL.String()
 	a.FailedLinkID, a.FailureMessage = "", ""
 	r.event(s.conn, corev1.EventTypeNormal, "AuthorizationLinkCreated", "Authorize",
 		"made authorization link %s, valid until %s, in Secret %s; earlier links no longer work",
@@ -298,7 +299,7 @@ func (r *ServiceNowConnectionReconciler) afterTokenRequest(ctx context.Context, 
 	s.conn.Status.CredentialsResourceVersion = credentialsVersion(s.creds, s.refresh)
 	a := authz(s)
 	a.CompletedLinkID, a.AuthorizedBy, a.AuthorizedAt = h.LinkID, user.Name, &metav1.Time{Time: s.now.Truncate(time.Second)}
-	a.LinkID, a.LinkSecretName, a.LinkExpiresAt, a.FailedLinkID, a.FailureMessage = "", "", nil, "", ""
+	a.LinkID, a.LinkSecretName, a.LinkExpiresAt, a.Server, a.FailedLinkID, a.FailureMessage = "", "", nil, "", "", ""
 	r.event(s.conn, corev1.EventTypeNormal, "Authorized", "Authorize",
 		"%s authorised snowauth at %s (link %s); the refresh token is stored in Secret %s", who, c.Instance.String(), h.LinkID, s.conn.RefreshTokenSecretName())
 	s.handover = nil

@@ -181,6 +181,7 @@ func TestAuthorizationCodeFlowFromRequestedLinkToTokenAndBack(t *testing.T) {
 	state, _ := url.Parse(link)
 	g.Expect(string(status)).NotTo(ContainSubstring(state.Query().Get("state")))
 	g.Expect(h.get("catalog").Status.AuthorizationURL).To(BeEmpty())
+	g.Expect(h.get("catalog").Status.Authorization.Server).To(Equal(h.links.ExternalURL.String()), "where the link may point")
 	g.Eventually(h.eventReasons, soon, interval).Should(ContainElement("AuthorizationLinkCreated"))
 
 	// The page the link opens names what is authorised and where.

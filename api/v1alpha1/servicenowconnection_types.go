@@ -206,6 +206,11 @@ type AuthorizationStatus struct {
 	// +optional
 	LinkSecretName string `json:"linkSecretName,omitempty"`
 
+	// server is the authorization server's external URL the current link
+	// points to; `kubectl servicenow authorize` opens no link elsewhere.
+	// +optional
+	Server string `json:"server,omitempty"`
+
 	// linkID identifies the current link (a digest of its nonce, not a
 	// link); empty when no link works.
 	// +optional

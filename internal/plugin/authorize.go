@@ -146,16 +146,17 @@ func requestLink(ctx context.Context, c client.WithWatch, conn *snowv1.ServiceNo
 		return "", "", explain(err, ns, a.LinkSecretName)
 	}
 	link := string(secret.Data[snowv1.AuthorizationKeyURL])
-	if err := checkLink(link); err != nil {
+	if err := checkLink(link, a.Server); err != nil {
 		return "", "", fmt.Errorf("secret %s/%s holds no authorization link snowauth would make (%w): not shown", ns, a.LinkSecretName, err)
 	}
 	return link, a.LinkID, nil
 }
 
 // checkLink accepts what snowauth's links look like: https (http only on a
-// loopback address), no user name, a path ending in /authorize, a state
-// and nothing else. Anything else is not printed or opened.
-func checkLink(link string) error {
+// loopback address), no user name, the /authorize of the authorization
+// server the manager names in status (server), a state and nothing else.
+// Anything else is not printed or opened.
+func checkLink(link, server string) error {
 	u, err := url.Parse(link)
 	switch {
 	case err != nil || !u.IsAbs() || u.Host == "":
@@ -164,8 +165,8 @@ func checkLink(link string) error {
 		return errors.New("not https")
 	case u.User != nil || u.Fragment != "":
 		return errors.New("a user name or fragment")
-	case !strings.HasSuffix(u.Path, "/authorize"):
-		return errors.New("not an /authorize link")
+	case u.Scheme+"://"+u.Host+u.Path != strings.TrimSuffix(server, "/")+"/authorize":
+		return errors.New("not the /authorize of the authorization server status names")
 	}
 	q := u.Query()
 	if len(q) != 1 || len(q["state"]) != 1 || q.Get("state") == "" {

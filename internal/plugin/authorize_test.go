@@ -47,6 +47,7 @@ func mintsLinks(g *WithT, c *snowv1.ServiceNowConnection, link string) snowv1.Se
 	st := awaitingAuthorization()
 	st.Authorization = &snowv1.AuthorizationStatus{
 		LastHandledRequest: requested, LinkID: "0123abcd", LinkSecretName: "catalog-refresh-token", LinkExpiresAt: at(30 * time.Minute),
+		Server: "https://snowauth.example.com",
 	}
 	setStatus(g, c, st)
 	return st
@@ -127,6 +128,7 @@ func TestAuthorizeShowsNoLinkThatIsNotSnowauths(t *testing.T) {
 		"another scheme":      "javascript:alert(1)",
 		"a user name":         "https://user@snowauth.example.com/authorize?state=abc.def",
 		"another path":        "https://snowauth.example.com/login?state=abc.def",
+		"another server":      "https://evil.example.com/authorize?state=abc.def",
 		"more than the state": "https://snowauth.example.com/authorize?state=abc.def&next=https://evil.example.com",
 	} {
 		t.Run(name, func(t *testing.T) {
