@@ -114,7 +114,14 @@ func (r *ServiceNowConnectionReconciler) mintRequestedLink(ctx context.Context, 
 		}
 	}
 	if err := r.writeRefreshSecret(ctx, s, data, nil); err != nil {
-		return err
+		return r.fail(ctx, s, err, false) // a Secret in the way is a condition, not a silent retry
+	}
+	if a.LinkID != "" {
+		// The replaced link's hand-over, if its person came back, goes:
+		// that link no longer works.
+		if err := r.dropHandover(ctx, a.LinkID); err != nil {
+			return err
+		}
 	}
 	a.LinkID, a.LinkSecretName, a.LinkExpiresAt = link.ID, s.conn.RefreshTokenSecretName(), &metav1.Time{Time: link.Expires}
 	a.Server = r.Authorization.Links.ExternalURL.String()

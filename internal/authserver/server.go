@@ -86,7 +86,14 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	return mux
+	// The go-ahead is a POST from the server's own page: a form another
+	// site submits (to walk a logged-in ServiceNow user through consent
+	// for an attacker's link) is refused (Sec-Fetch-Site, Origin).
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		page(w, http.StatusForbidden, "Cannot go on", "The request came from another site. Open the authorization link yourself and go on from its page.")
+	}))
+	return csrf.Handler(mux)
 }
 
 // flow is a verified state, the link it is, and its connection.

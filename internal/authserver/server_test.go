@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,4 +105,29 @@ func TestErrorPagesEscapeWhatTheyShow(t *testing.T) {
 	g.Expect(rec.Body.String()).To(ContainSubstring("&lt;script&gt;"))
 	g.Expect(rec.Header().Get("Content-Security-Policy")).To(Equal("default-src 'none'; frame-ancestors 'none'"))
 	g.Expect(rec.Header().Get("Referrer-Policy")).To(Equal("no-referrer"))
+}
+
+// The go-ahead cannot come from another site's form: a logged-in person
+// is not walked through consent for someone else's link.
+func TestGoingOnFromAnotherSitesFormIsRefused(t *testing.T) {
+	g := NewWithT(t)
+	s, signer := testServer(g)
+	h := s.Handler()
+	form := url.Values{"state": {signer.Sign(testState())}}.Encode()
+	for site, want := range map[string]int{"cross-site": http.StatusForbidden, "same-site": http.StatusForbidden} {
+		req := httptest.NewRequest(http.MethodPost, "/prefix/authorize", strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", site)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		g.Expect(rec.Code).To(Equal(want), site)
+		g.Expect(rec.Body.String()).To(ContainSubstring("came from another site"))
+		g.Expect(rec.Header().Values("Set-Cookie")).To(BeEmpty(), "no browser binding for a forged go-ahead")
+	}
+	req := httptest.NewRequest(http.MethodPost, "/prefix/authorize", strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	g.Expect(rec.Code).NotTo(Equal(http.StatusForbidden), "the server's own page may go on: %s", rec.Body.String())
 }

@@ -34,9 +34,11 @@ import (
 // Secret, and may create none but its hand-overs.
 func TestAuthorizationServerHoldsNoCredentialsAndTheFlowWorksWithTheChartsRights(t *testing.T) {
 	g, ctx := NewWithT(t), context.Background()
-	release := env.Namespace(t)
+	release, workload := env.Namespace(t), env.Namespace(t)
+	// Namespaced (watchNamespaces): the manager's rights come from Roles,
+	// and the hand-overs' namespace must be covered too.
 	objs := helmTemplate(t, "snowauth-auth", release, "--set", "authorization.enable=true",
-		"--set", "authorization.externalURL=https://snowauth.example.com")
+		"--set", "authorization.externalURL=https://snowauth.example.com", "--set", "watchNamespaces[0]="+workload)
 	var rbac []*unstructured.Unstructured
 	for _, k := range rbacKinds {
 		rbac = append(rbac, ofKind(objs, k)...)
@@ -46,7 +48,6 @@ func TestAuthorizationServerHoldsNoCredentialsAndTheFlowWorksWithTheChartsRights
 	deleteAfterTest(t, append(rbac, policies...))
 	g.Expect(apply(ctx, env.Client, append(rbac, policies...))).To(Succeed())
 	const managerSA, serverSA = "snowauth-auth-controller-manager", "snowauth-auth-authorization"
-	workload := env.Namespace(t)
 
 	// The authorization server's rights, seen by the API server.
 	server, err := client.New(runAs(release, serverSA), client.Options{Scheme: env.Scheme})
