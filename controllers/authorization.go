@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -50,16 +51,27 @@ const (
 // refresh-token Secret, mint a link if one was asked for, and pick up a
 // hand-over of the current link.
 func (r *ServiceNowConnectionReconciler) authorize(ctx context.Context, s *scope) error {
-	s.refresh, s.handover = nil, nil
+	s.refresh, s.handover, s.refreshTaken = nil, nil, false
 	if s.conn.Spec.GrantType != snowv1.GrantAuthorizationCode {
 		return nil
 	}
+	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.RefreshTokenSecretName()}
 	refresh := &corev1.Secret{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.RefreshTokenSecretName()}, refresh)
-	if err == nil && metav1.IsControlledBy(refresh, s.conn) {
-		s.refresh = refresh
+	err := r.Get(ctx, key, refresh)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only labelled Secrets: when the metadata cache
+		// knows one of that name, ask the API server whose it is (someone
+		// else's, or ours the cache has not seen yet).
+		if err = r.secretExists(ctx, key); err == nil {
+			err = r.APIReader.Get(ctx, key, refresh)
+		}
 	}
-	if client.IgnoreNotFound(err) != nil {
+	switch {
+	case err == nil && metav1.IsControlledBy(refresh, s.conn):
+		s.refresh = refresh
+	case err == nil:
+		s.refreshTaken = true
+	case !apierrors.IsNotFound(err):
 		return err
 	}
 	if err := r.mintRequestedLink(ctx, s); err != nil {
@@ -133,37 +145,56 @@ func (r *ServiceNowConnectionReconciler) mintRequestedLink(ctx context.Context, 
 }
 
 // writeRefreshSecret writes the refresh-token Secret: owned by the
-// connection, labelled as snowauth's.
+// connection, labelled as snowauth's. A conflict, or a Secret that exists
+// though the cache had not seen it (this process's own, written a moment
+// ago), is retried from the API server's copy: what is written may be a
+// refresh token that exists nowhere else, and the code it came from works
+// once.
 func (r *ServiceNowConnectionReconciler) writeRefreshSecret(ctx context.Context, s *scope, data map[string][]byte, annotations map[string]string) error {
-	secret := s.refresh
-	if secret == nil {
-		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.conn.Namespace, Name: s.conn.RefreshTokenSecretName()}}
-	} else {
-		secret = secret.DeepCopy()
-	}
-	secret.Type = corev1.SecretTypeOpaque
-	secret.Data = data
-	secret.Labels = map[string]string{snowv1.LabelManagedBy: snowv1.ManagedByValue, snowv1.LabelConnection: s.conn.Name}
-	if annotations != nil {
-		secret.Annotations = annotations
-	}
-	if err := controllerutil.SetControllerReference(s.conn, secret, r.Scheme()); err != nil {
-		return err
-	}
-	var err error
-	if s.refresh == nil {
-		err = r.Create(ctx, secret)
-		if apierrors.IsAlreadyExists(err) {
-			return needsPerson(snowv1.ReasonSecretConflict,
-				"Secret %s exists and is not this connection's: delete it; snowauth keeps the refresh token there", secret.Name)
+	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.RefreshTokenSecretName()}
+	again := false
+	return retry.OnError(retry.DefaultRetry, func(err error) bool {
+		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
+	}, func() error {
+		if again {
+			fresh := &corev1.Secret{}
+			switch err := r.APIReader.Get(ctx, key, fresh); {
+			case apierrors.IsNotFound(err):
+				s.refresh = nil
+			case err != nil:
+				return err
+			case !metav1.IsControlledBy(fresh, s.conn):
+				return needsPerson(snowv1.ReasonSecretConflict,
+					"Secret %s exists and is not this connection's: delete it; snowauth keeps the refresh token there", key.Name)
+			default:
+				s.refresh = fresh
+			}
 		}
-	} else {
-		err = r.Update(ctx, secret)
-	}
-	if err == nil {
-		s.refresh = secret
-	}
-	return err
+		again = true
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+		if s.refresh != nil {
+			secret = s.refresh.DeepCopy()
+		}
+		secret.Type = corev1.SecretTypeOpaque
+		secret.Data = data
+		secret.Labels = map[string]string{snowv1.LabelManagedBy: snowv1.ManagedByValue, snowv1.LabelConnection: s.conn.Name}
+		if annotations != nil {
+			secret.Annotations = annotations
+		}
+		if err := controllerutil.SetControllerReference(s.conn, secret, r.Scheme()); err != nil {
+			return err
+		}
+		var err error
+		if s.refresh == nil {
+			err = r.Create(ctx, secret)
+		} else {
+			err = r.Update(ctx, secret)
+		}
+		if err == nil {
+			s.refresh = secret
+		}
+		return err
+	})
 }
 
 // readHandover picks up the hand-over of the current link, verified. What
@@ -250,6 +281,10 @@ func (r *ServiceNowConnectionReconciler) addRefreshToken(ctx context.Context, s 
 		c.Grant = servicenow.GrantAuthorizationCode
 		c.Client.Code, c.Client.RedirectURI, c.Client.CodeVerifier = h.Code, r.Authorization.Links.RedirectURI(), signer.CodeVerifier(h.State)
 		return nil
+	}
+	if s.refreshTaken {
+		return needsPerson(snowv1.ReasonSecretConflict,
+			"Secret %s exists and is not this connection's: delete it; snowauth keeps the refresh token there", s.conn.RefreshTokenSecretName())
 	}
 	if s.refresh == nil || len(s.refresh.Data[snowv1.AuthorizationKeyRefreshToken]) == 0 {
 		return needsPerson(snowv1.ReasonAuthorizationRequired,

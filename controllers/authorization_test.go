@@ -461,3 +461,27 @@ func TestGoingOnFromALinkOnlyEverRedirectsToTheConnectionsOwnInstance(t *testing
 	g.Expect(loc.Query().Get("redirect_uri")).To(Equal(h.links.RedirectURI()))
 	g.Expect(strings.HasPrefix(steered.header.Get("Location"), h.instanceURL())).To(BeTrue())
 }
+
+// A Secret of someone else's in the place of the connection's
+// refresh-token Secret is left alone: the connection says so, and asking
+// for a link makes none.
+func TestALinkIsNotWrittenOverSomeoneElsesSecret(t *testing.T) {
+	h := newHarness(t, 30*time.Minute, withAuthorization())
+	g := h.g
+	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "catalog-refresh-token"}, StringData: map[string]string{"mine": "yes"}}
+	g.Expect(env.Client.Create(h.ctx, theirs)).To(Succeed())
+	h.credentials("creds", h.clientCredentials())
+	h.connection("catalog", "creds", snowv1.GrantAuthorizationCode)
+	g.Eventually(h.readyStatus("catalog"), soon, interval).Should(Equal("False/SecretConflict"))
+	g.Expect(h.condition("catalog", snowv1.ConditionReady).Message).To(ContainSubstring("Secret catalog-refresh-token exists and is not this connection's"))
+	h.annotate("catalog", snowv1.AnnotationAuthorizationRequestedAt, "now")
+	g.Eventually(func() string {
+		if a := h.get("catalog").Status.Authorization; a != nil {
+			return a.LastHandledRequest
+		}
+		return ""
+	}, soon, interval).Should(Equal("now"))
+	g.Expect(h.conditionReason("catalog", snowv1.ConditionRefreshFailed)()).To(Equal("SecretConflict"))
+	g.Expect(h.tokenSecret("catalog-refresh-token").Data).To(Equal(map[string][]byte{"mine": []byte("yes")}))
+	g.Expect(h.get("catalog").Status.Authorization.LinkID).To(BeEmpty())
+}

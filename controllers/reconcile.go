@@ -84,6 +84,7 @@ type scope struct {
 	// authorization to complete.
 	creds, refresh *corev1.Secret
 	handover       *authserver.Handover
+	refreshTaken   bool // a Secret not the connection's has the refresh-token Secret's name
 	// kept says a token obtained earlier waits in memory to be stored;
 	// storedKept that this reconcile wrote it to the token Secret.
 	kept, storedKept bool
