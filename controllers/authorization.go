@@ -39,6 +39,72 @@ type Authorization struct {
 	Links *authserver.Links
 	// Namespace is where the authorization server writes hand-overs.
 	Namespace string
+	// SweepEvery is how often hand-overs that no current link will take
+	// are deleted; 5 minutes when zero.
+	SweepEvery time.Duration
+}
+
+// handoverSweeper deletes the hand-overs no connection's current link will
+// take (a replaced or expired link's, a deleted connection's): the
+// reconciler reads only the current link's, so they would stay forever. A
+// hand-over is deleted when two sweeps in a row found it unclaimed, so one
+// written just as its link was made (before the status naming it reached
+// the cache) is not.
+type handoverSweeper struct {
+	r         *ServiceNowConnectionReconciler
+	unclaimed map[string]bool
+}
+
+// NeedLeaderElection is true: only the leader deletes.
+func (h *handoverSweeper) NeedLeaderElection() bool { return true }
+
+// Start sweeps until ctx ends. It implements manager.Runnable.
+func (h *handoverSweeper) Start(ctx context.Context) error {
+	every := h.r.Authorization.SweepEvery
+	if every <= 0 {
+		every = 5 * time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := h.sweep(ctx); err != nil {
+				logf.FromContext(ctx).Error(err, "sweeping authorization hand-overs")
+			}
+		}
+	}
+}
+
+func (h *handoverSweeper) sweep(ctx context.Context) error {
+	var secrets corev1.SecretList
+	if err := h.r.List(ctx, &secrets, client.InNamespace(h.r.Authorization.Namespace),
+		client.HasLabels{authserver.LabelHandover}); err != nil {
+		return err
+	}
+	unclaimed := map[string]bool{}
+	for _, secret := range secrets.Items {
+		id := authserver.LinkIDOfHandover(secret.Name)
+		var conns snowv1.ServiceNowConnectionList
+		if err := h.r.List(ctx, &conns, client.MatchingFields{linkIDIndex: id}); err != nil {
+			return err
+		}
+		if id == "" || len(conns.Items) > 0 {
+			continue
+		}
+		if !h.unclaimed[secret.Name] {
+			unclaimed[secret.Name] = true
+			continue
+		}
+		if err := h.r.dropHandover(ctx, id); err != nil {
+			return err
+		}
+		logf.FromContext(ctx).Info("deleted an authorization hand-over no current link takes", "secret", secret.Name)
+	}
+	h.unclaimed = unclaimed
+	return nil
 }
 
 // Defaults of spec.authorizationCode.

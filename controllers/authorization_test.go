@@ -41,7 +41,7 @@ func withAuthorization() harnessOption {
 		h.signer = signer
 		h.links = &authserver.Links{Keys: authserver.StaticKeys{S: signer}, ExternalURL: external}
 		h.handovers = env.Namespace(h.t)
-		h.authz = &controllers.Authorization{Links: h.links, Namespace: h.handovers}
+		h.authz = &controllers.Authorization{Links: h.links, Namespace: h.handovers, SweepEvery: 200 * time.Millisecond}
 		h.sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: clientSecret, ApplicationUser: appUser, RedirectURL: h.links.RedirectURI()})
 		h.authSrv = &authserver.Server{
 			Reader: env.Client, Writer: env.Client, Namespace: h.handovers, Links: h.links,
@@ -484,4 +484,29 @@ func TestALinkIsNotWrittenOverSomeoneElsesSecret(t *testing.T) {
 	g.Expect(h.conditionReason("catalog", snowv1.ConditionRefreshFailed)()).To(Equal("SecretConflict"))
 	g.Expect(h.tokenSecret("catalog-refresh-token").Data).To(Equal(map[string][]byte{"mine": []byte("yes")}))
 	g.Expect(h.get("catalog").Status.Authorization.LinkID).To(BeEmpty())
+}
+
+// A hand-over no current link will take (a replaced or expired link's, a
+// deleted connection's) does not stay forever: the manager deletes it.
+func TestHandOversNoCurrentLinkTakesAreSweptAway(t *testing.T) {
+	h := newHarness(t, 30*time.Minute, withAuthorization())
+	g := h.g
+	link := h.authCodeConnection()
+	// Replaced before its person came back: the server's hand-over of the
+	// old link, written as the person's callback would.
+	h.requestLink("catalog")
+	u, _ := url.Parse(link)
+	st, err := h.signer.Verify(u.Query().Get("state"), time.Now())
+	g.Expect(err).NotTo(HaveOccurred())
+	stale := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.handovers, Name: authserver.HandoverSecretName(authserver.LinkID(st.Nonce)),
+			Labels: map[string]string{snowv1.LabelManagedBy: snowv1.ManagedByValue, authserver.LabelHandover: "true"}},
+		Data: map[string][]byte{authserver.HandoverState: []byte(u.Query().Get("state")), authserver.HandoverCode: []byte("late-code")},
+	}
+	g.Expect(env.Client.Create(h.ctx, stale)).To(Succeed())
+	g.Eventually(h.handoverGone(link), soon, interval).Should(BeTrue())
+	g.Expect(h.tokenRequests(simulator.GrantAuthorizationCode)()).To(BeZero(), "its code was never exchanged")
+	// The current link still works.
+	g.Expect(h.open(h.login(h.requestLink("catalog"), true)).status).To(Equal(http.StatusOK))
+	g.Eventually(h.readyStatus("catalog"), soon, interval).Should(Equal("True/TokenValid"))
 }

@@ -292,7 +292,7 @@ func (r *ServiceNowConnectionReconciler) fail(ctx context.Context, s *scope, err
 	st.NextRefreshTime = &metav1.Time{Time: s.now.Add(delay + time.Second - 1).Truncate(time.Second)}
 	countRejection(s, f) // no lock-outs: a rejected password is not sent again and again
 	logf.FromContext(ctx).Info("token request failed", "reason", f.reason, "message", f.message,
-		"consecutiveFailures", st.ConsecutiveFailures, "retryIn", delay.Round(time.Second).String())
+		"consecutiveFailures", st.ConsecutiveFailures, "nextRefreshTime", st.NextRefreshTime)
 	r.event(s.conn, corev1.EventTypeWarning, f.reason, "RequestToken", "%s", f.message)
 	return nil
 }

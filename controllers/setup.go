@@ -115,6 +115,12 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 		return nil, err
 	}
 
+	if o.Authorization != nil {
+		if err := mgr.Add(&handoverSweeper{r: r}); err != nil {
+			return nil, err
+		}
+	}
+
 	metrics := o.Metrics
 	if metrics == nil {
 		metrics = ctrlmetrics.Registry
