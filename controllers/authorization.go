@@ -123,15 +123,7 @@ func (r *ServiceNowConnectionReconciler) authorize(ctx context.Context, s *scope
 	}
 	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.RefreshTokenSecretName()}
 	refresh := &corev1.Secret{}
-	err := r.Get(ctx, key, refresh)
-	if apierrors.IsNotFound(err) {
-		// The cache holds only labelled Secrets: when the metadata cache
-		// knows one of that name, ask the API server whose it is (someone
-		// else's, or ours the cache has not seen yet).
-		if err = r.secretExists(ctx, key); err == nil {
-			err = r.APIReader.Get(ctx, key, refresh)
-		}
-	}
+	_, err := r.getSecret(ctx, key, refresh)
 	switch {
 	case err == nil && metav1.IsControlledBy(refresh, s.conn):
 		s.refresh = refresh

@@ -38,17 +38,8 @@ type storedToken struct {
 func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, s *scope) error {
 	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.TokenSecretName()}
 	secret := &corev1.Secret{}
-	err := r.Get(ctx, key, secret)
-	if apierrors.IsNotFound(err) {
-		// The cache holds only Secrets labelled as snowauth's. When the
-		// metadata cache knows a Secret of that name, ask the API server
-		// whose it is (an unlabelled one, or one snowauth just created that
-		// the cache has not seen yet).
-		err = r.secretExists(ctx, key)
-		if err == nil {
-			err = r.APIReader.Get(ctx, key, secret)
-		}
-	} else if err == nil && trimmed(secret) && isOurs(secret, s.conn) {
+	cached, err := r.getSecret(ctx, key, secret)
+	if err == nil && cached && trimmed(secret) && isOurs(secret, s.conn) {
 		// A token Secret kept by deletionPolicy Retain has no owner, so
 		// the cache holds no data for it (cache.go): read it whole.
 		err = r.APIReader.Get(ctx, key, secret)
@@ -73,6 +64,23 @@ func (r *ServiceNowConnectionReconciler) lookUpTokenSecret(ctx context.Context, 
 		s.stored = &storedToken{accessToken: tok, expiry: st.ExpiresAt.Time, instanceURL: st.InstanceURL}
 	}
 	return nil
+}
+
+// getSecret reads a Secret snowauth writes (a token or refresh-token
+// Secret) from the cache, which holds only Secrets labelled as snowauth's.
+// When the metadata cache knows a Secret of that name the cache does not,
+// it asks the API server whose it is (an unlabelled one, or one snowauth
+// just created that the cache has not seen yet). cached says the Secret
+// came from the cache.
+func (r *ServiceNowConnectionReconciler) getSecret(ctx context.Context, key types.NamespacedName, secret *corev1.Secret) (cached bool, err error) {
+	err = r.Get(ctx, key, secret)
+	if !apierrors.IsNotFound(err) {
+		return err == nil, err
+	}
+	if err = r.secretExists(ctx, key); err == nil {
+		err = r.APIReader.Get(ctx, key, secret)
+	}
+	return false, err
 }
 
 // isOurs says whether secret is conn's token Secret: controlled by conn, or

@@ -43,7 +43,7 @@ func ParseExternalURL(raw string) (*url.URL, error) {
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
 		return nil, fmt.Errorf("the authorization server's external URL %q must not carry a query or a fragment", raw)
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && IsLoopback(u.Hostname()):
 	default:
 		return nil, fmt.Errorf("the authorization server's external URL %q must use https:// (http:// only on a loopback address, for a demo): "+
 			"browsers carry authorization codes to it", raw)
@@ -53,7 +53,9 @@ func ParseExternalURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-func isLoopback(host string) bool {
+// IsLoopback says host is localhost or a loopback address: the one place
+// an authorization server may be reached over plain http (a demo).
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os/exec"
 	"runtime"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/authserver"
 )
 
 func newAuthorizeCommand(s *session) *cobra.Command {
@@ -161,7 +161,7 @@ func checkLink(link, server string) error {
 	switch {
 	case err != nil || !u.IsAbs() || u.Host == "":
 		return errors.New("not an absolute URL")
-	case u.Scheme != "https" && (u.Scheme != "http" || !isLoopback(u.Hostname())):
+	case u.Scheme != "https" && (u.Scheme != "http" || !authserver.IsLoopback(u.Hostname())):
 		return errors.New("not https")
 	case u.User != nil || u.Fragment != "":
 		return errors.New("a user name or fragment")
@@ -173,14 +173,6 @@ func checkLink(link, server string) error {
 		return errors.New("not just a state")
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func linkExpiry(conn *snowv1.ServiceNowConnection, linkID string) *metav1.Time {

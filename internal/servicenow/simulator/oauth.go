@@ -260,12 +260,7 @@ func (s *Simulator) serveTable(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	t := s.tokens[bearer]
-	if !ok || !t.valid(s.now()) || t.refresh || s.activeUser(t.username) == nil {
-		w.Header().Set("Content-Type", jsonContentType)
-		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = w.Write([]byte(notAuthenticatedBody))
+	if s.bearerUser(w, r) == nil {
 		return
 	}
 	if table := r.PathValue("table"); table != "sys_user" {
@@ -328,16 +323,32 @@ func equal(want, got string) bool {
 func (s *Simulator) serveCurrentUser(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	t := s.tokens[bearer]
-	if !ok || !t.valid(s.now()) || t.refresh || s.activeUser(t.username) == nil {
-		w.Header().Set("Content-Type", jsonContentType)
-		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = w.Write([]byte(notAuthenticatedBody))
+	u := s.bearerUser(w, r)
+	if u == nil {
 		return
 	}
-	u := s.activeUser(t.username)
 	writeJSON(w, http.StatusOK, map[string]any{"result": map[string]string{
 		"user_name": u.Username, "user_sys_id": u.sysID, "user_display_name": u.Username,
 	}})
+}
+
+// bearerUser is the active user a request's valid access token belongs to.
+// Without one it answers the 401 "User Not Authenticated" envelope and
+// returns nil. s.mu must be held.
+func (s *Simulator) bearerUser(w http.ResponseWriter, r *http.Request) *user {
+	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	t := s.tokens[bearer]
+	if !ok || !t.valid(s.now()) || t.refresh {
+		t = nil
+	}
+	var u *user
+	if t != nil {
+		u = s.activeUser(t.username)
+	}
+	if u == nil {
+		w.Header().Set("Content-Type", jsonContentType)
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(notAuthenticatedBody))
+	}
+	return u
 }
