@@ -154,6 +154,12 @@ func (r *ServiceNowConnectionReconciler) mintRequestedLink(ctx context.Context, 
 	if requested == "" || s.conn.Status.Authorization != nil && requested == s.conn.Status.Authorization.LastHandledRequest {
 		return nil
 	}
+	// A cached connection that has not caught up with the status naming
+	// the link just made would make another, and the person's link would
+	// stop working: decide from a current one, as for token requests.
+	if err := r.confirmCacheIsCurrent(ctx, s); err != nil {
+		return err
+	}
 	a := authz(s)
 	a.LastHandledRequest = requested
 	if r.Authorization == nil {
