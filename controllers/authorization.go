@@ -11,9 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
@@ -208,57 +206,13 @@ func (r *ServiceNowConnectionReconciler) mintRequestedLink(ctx context.Context, 
 	return nil
 }
 
-// writeRefreshSecret writes the refresh-token Secret: owned by the
-// connection, labelled as snowauth's. A conflict, or a Secret that exists
-// though the cache had not seen it (this process's own, written a moment
-// ago), is retried from the API server's copy: what is written may be a
-// refresh token that exists nowhere else, and the code it came from works
-// once.
+// writeRefreshSecret writes the refresh-token Secret. What is written may be
+// a refresh token that exists nowhere else, and the code it came from works
+// once: writeOwnedSecret retries it from the API server's copy.
 func (r *ServiceNowConnectionReconciler) writeRefreshSecret(ctx context.Context, s *scope, data map[string][]byte, annotations map[string]string) error {
-	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.RefreshTokenSecretName()}
-	again := false
-	return retry.OnError(retry.DefaultRetry, func(err error) bool {
-		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
-	}, func() error {
-		if again {
-			fresh := &corev1.Secret{}
-			switch err := r.APIReader.Get(ctx, key, fresh); {
-			case apierrors.IsNotFound(err):
-				s.refresh = nil
-			case err != nil:
-				return err
-			case !metav1.IsControlledBy(fresh, s.conn):
-				return needsPerson(snowv1.ReasonSecretConflict,
-					"Secret %s exists and is not this connection's: delete it; snowauth keeps the refresh token there", key.Name)
-			default:
-				s.refresh = fresh
-			}
-		}
-		again = true
-		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-		if s.refresh != nil {
-			secret = s.refresh.DeepCopy()
-		}
-		secret.Type = corev1.SecretTypeOpaque
-		secret.Data = data
-		secret.Labels = map[string]string{snowv1.LabelManagedBy: snowv1.ManagedByValue, snowv1.LabelConnection: s.conn.Name}
-		if annotations != nil {
-			secret.Annotations = annotations
-		}
-		if err := controllerutil.SetControllerReference(s.conn, secret, r.Scheme()); err != nil {
-			return err
-		}
-		var err error
-		if s.refresh == nil {
-			err = r.Create(ctx, secret)
-		} else {
-			err = r.Update(ctx, secret)
-		}
-		if err == nil {
-			s.refresh = secret
-		}
-		return err
-	})
+	var err error
+	s.refresh, err = r.writeOwnedSecret(ctx, s, s.conn.RefreshTokenSecretName(), s.refresh, data, annotations, "the refresh token")
+	return err
 }
 
 // readHandover picks up the hand-over of the current link, verified. What

@@ -84,7 +84,8 @@ type scope struct {
 	// authorization to complete.
 	creds, refresh *corev1.Secret
 	handover       *authserver.Handover
-	refreshTaken   bool // a Secret not the connection's has the refresh-token Secret's name
+	refreshTaken   bool     // a Secret not the connection's has the refresh-token Secret's name
+	jwt            jwtScope // the JWTBearer grant's signing key
 	// kept says a token obtained earlier waits in memory to be stored;
 	// storedKept that this reconcile wrote it to the token Secret.
 	kept, storedKept bool
@@ -166,7 +167,7 @@ func (r *ServiceNowConnectionReconciler) steps(ctx context.Context, s *scope) er
 	if s.conn.Spec.Suspend {
 		return nil
 	}
-	if err = r.authorize(ctx, s); err != nil {
+	if err = r.grantSteps(ctx, s); err != nil {
 		return err
 	}
 	if err = r.credentialsVersionFromCache(ctx, s); err != nil {
@@ -192,7 +193,7 @@ func (r *ServiceNowConnectionReconciler) steps(ctx context.Context, s *scope) er
 	}
 	c, err := credentials.Parse(s.conn, s.creds, r.Tokens)
 	if err == nil {
-		err = r.addRefreshToken(ctx, s, c)
+		err = r.addGrantCredentials(ctx, s, c)
 	}
 	kept, haveKept := r.kept.get(s.conn.UID, credentialsVersion(s.creds, s.refresh), s.conn.Generation, s.now)
 	if err == nil && !haveKept {

@@ -2,6 +2,8 @@ package controllers_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -74,7 +76,16 @@ type harness struct {
 	handovers string
 	jar       http.CookieJar
 	// now is the reconciler's clock (withClock); nil: the wall clock.
-	now func() time.Time
+	// clientNow is the ServiceNow client's (withClientClock).
+	now, clientNow func() time.Time
+	// jwksTrust is what the simulator trusts when it fetches a JWKS.
+	jwksTrust *x509.CertPool
+}
+
+// withClientClock gives the ServiceNow client (which dates assertions and
+// tokens) a clock of the test's.
+func withClientClock(now func() time.Time) harnessOption {
+	return func(h *harness) { h.clientNow = now }
 }
 
 // withClock gives the reconciler a clock of the test's, to let time pass
@@ -91,7 +102,11 @@ type harnessOption func(*harness)
 // quick.
 func newHarness(t *testing.T, lifespan time.Duration, opts ...harnessOption) *harness {
 	t.Helper()
-	sim, err := simulator.Start(simulator.Options{AccessTokenLifespan: lifespan, ClientCredentialsEnabled: true})
+	// The simulator fetches JWKS documents from the authorization server
+	// (withJWT), trusting what the pool comes to hold.
+	jwksTrust := x509.NewCertPool()
+	sim, err := simulator.Start(simulator.Options{AccessTokenLifespan: lifespan, ClientCredentialsEnabled: true,
+		JWKSClient: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: jwksTrust, MinVersion: tls.VersionTLS12}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +117,7 @@ func newHarness(t *testing.T, lifespan time.Duration, opts ...harnessOption) *ha
 
 	h := &harness{
 		t: t, g: NewWithT(t), ctx: context.Background(),
-		ns: env.Namespace(t), sim: sim, logs: &testenv.SyncBuffer{}, writes: &atomic.Int64{},
+		ns: env.Namespace(t), sim: sim, logs: &testenv.SyncBuffer{}, writes: &atomic.Int64{}, jwksTrust: jwksTrust,
 	}
 	for _, o := range opts {
 		o(h)
@@ -123,7 +138,7 @@ func (h *harness) startManager() {
 	h.mgr, h.stop = env.StartManager(h.t, testenv.Manager{
 		Metrics:       h.metrics,
 		Namespaces:    []string{h.ns},
-		Tokens:        testenv.ClientFor(h.t, h.sim, time.Second),
+		Tokens:        testenv.ClientWithClock(h.t, h.sim, time.Second, h.clientNow),
 		Authorization: h.authz,
 		Now:           h.now,
 		Logs:          h.logs,

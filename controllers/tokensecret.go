@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
@@ -165,4 +166,60 @@ func (r *ServiceNowConnectionReconciler) writeTokenSecret(ctx context.Context, s
 func fingerprint(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
+}
+
+// writeOwnedSecret creates or updates one of the Secrets snowauth keeps for
+// a connection (the refresh token, the signing keys): owned by it, labelled
+// as snowauth's. cur is the cache's copy (nil: none). A conflict, or a
+// Secret that exists though the cache had not seen it (this process's own,
+// written a moment ago), is retried from the API server's copy; a Secret
+// of that name that is not the connection's is a SecretConflict, left
+// alone. It returns the Secret as last known, nil when there is none.
+func (r *ServiceNowConnectionReconciler) writeOwnedSecret(ctx context.Context, s *scope, name string, cur *corev1.Secret,
+	data map[string][]byte, annotations map[string]string, holds string) (*corev1.Secret, error) {
+	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: name}
+	again := false
+	err := retry.OnError(retry.DefaultRetry, func(err error) bool {
+		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
+	}, func() error {
+		if again {
+			fresh := &corev1.Secret{}
+			switch err := r.APIReader.Get(ctx, key, fresh); {
+			case apierrors.IsNotFound(err):
+				cur = nil
+			case err != nil:
+				return err
+			case !metav1.IsControlledBy(fresh, s.conn):
+				return needsPerson(snowv1.ReasonSecretConflict,
+					"Secret %s exists and is not this connection's: delete it; snowauth keeps %s there", key.Name, holds)
+			default:
+				cur = fresh
+			}
+		}
+		again = true
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+		if cur != nil {
+			secret = cur.DeepCopy()
+		}
+		secret.Type = corev1.SecretTypeOpaque
+		secret.Data = data
+		secret.Labels = map[string]string{snowv1.LabelManagedBy: snowv1.ManagedByValue, snowv1.LabelConnection: s.conn.Name}
+		if annotations != nil {
+			secret.Annotations = annotations
+		}
+		if err := controllerutil.SetControllerReference(s.conn, secret, r.Scheme()); err != nil {
+			return err
+		}
+		var err error
+		if cur == nil {
+			err = r.Create(ctx, secret)
+		} else {
+			err = r.Update(ctx, secret)
+		}
+		if err == nil {
+			cur = secret
+		}
+		return err
+	})
+	return cur, err
 }

@@ -27,6 +27,8 @@ func refreshTrigger(s *scope) string {
 	waiting := st.NextRefreshTime != nil && s.now.Before(st.NextRefreshTime.Time)
 	backingOff := waiting && s.failure != nil
 	switch {
+	case s.jwt.pending:
+		return "" // until the first signing key is published (jwtbearer.go)
 	case s.handover != nil:
 		return "a person authorised: the authorization code is to be exchanged"
 	case s.conn.Generation != st.ObservedGeneration:

@@ -83,8 +83,9 @@ const (
 	ReasonTokenSecretWriteFailed = "TokenSecretWriteFailed"
 
 	// ReasonAuthorizationServerDisabled (Ready=False, Stalled=True): the
-	// AuthorizationCode grant needs the manager's authorization server, which
-	// is not configured (--authorization-external-url).
+	// AuthorizationCode grant, and the JWTBearer grant with managed keys
+	// (whose JWKS it publishes), need the authorization server, which is not
+	// configured (--authorization-external-url).
 	ReasonAuthorizationServerDisabled = "AuthorizationServerDisabled"
 
 	// ReasonRefreshTokenExpiresSoon (RefreshTokenExpiring=True): the refresh

@@ -6,10 +6,9 @@ import (
 
 // GrantType is the OAuth grant snowauth uses to obtain access tokens.
 //
-// New grants (AuthorizationCode, JWTBearer) are added to the enum; each grant
-// names the keys it needs in the credentials Secret.
+// Each grant names the keys it needs in the credentials Secret.
 //
-// +kubebuilder:validation:Enum=ClientCredentials;Password;RefreshToken;AuthorizationCode
+// +kubebuilder:validation:Enum=ClientCredentials;Password;RefreshToken;AuthorizationCode;JWTBearer
 type GrantType string
 
 const (
@@ -36,6 +35,14 @@ const (
 	// whose Redirect URL is snowauth's callback, and the manager's
 	// authorization server (--authorization-external-url).
 	GrantAuthorizationCode GrantType = "AuthorizationCode"
+
+	// GrantJWTBearer signs a short-lived JWT assertion for a ServiceNow user
+	// (urn:ietf:params:oauth:grant-type:jwt-bearer): no password and no
+	// refresh token that dies after 100 days. Needs instance, client_id and
+	// client_secret; the subject (spec.jwtBearer.subject, else the username
+	// key); and with spec.jwtBearer.signingKey Provided, private_key.
+	// ServiceNow returns no refresh token for this grant.
+	GrantJWTBearer GrantType = "JWTBearer"
 )
 
 // Keys that snowauth reads from the credentials Secret.
@@ -46,6 +53,11 @@ const (
 	CredentialsKeyUsername     = "username"
 	CredentialsKeyPassword     = "password"
 	CredentialsKeyRefreshToken = "refresh_token"
+	// CredentialsKeyPrivateKey is the PEM private key (PKCS#8, PKCS#1 or
+	// SEC 1) of the JWTBearer grant with signingKey Provided;
+	// CredentialsKeyKeyID optionally names it (the JWT header's kid).
+	CredentialsKeyPrivateKey = "private_key"
+	CredentialsKeyKeyID      = "key_id"
 )
 
 // Keys that snowauth writes to the token Secret. Applications mount the Secret
@@ -65,6 +77,11 @@ const (
 	AuthorizationKeyIssuedAt     = "issued_at"
 	AuthorizationKeyURL          = "authorization_url"
 	AuthorizationKeyExpiresAt    = "authorization_url_expires_at"
+
+	// SigningKeysKey is the key of the JWTBearer grant's Secret
+	// <name>-signing-keys, which snowauth owns and applications never
+	// mount: the managed private keys, as JSON.
+	SigningKeysKey = "keys.json"
 )
 
 // Labels and annotations snowauth owns. Users cannot set keys under the
@@ -257,11 +274,174 @@ type PasswordSpec struct {
 	MaxRejections *int32 `json:"maxRejections,omitempty"`
 }
 
+// JWTAlgorithm is the JWS algorithm of the JWTBearer grant's assertions.
+// +kubebuilder:validation:Enum=RS256;ES256
+type JWTAlgorithm string
+
+// The JWT algorithms snowauth signs with.
+const (
+	JWTRS256 JWTAlgorithm = "RS256"
+	JWTES256 JWTAlgorithm = "ES256"
+)
+
+// SigningKeyMode says who holds the JWTBearer grant's private key.
+// +kubebuilder:validation:Enum=Managed;Provided
+type SigningKeyMode string
+
+// The signing key modes.
+const (
+	// SigningKeyManaged: snowauth generates the key pair, keeps the private
+	// key in the Secret <name>-signing-keys, publishes the public keys as a
+	// JWKS document on the authorization server (status.jwtBearer.jwksURL)
+	// and rotates them.
+	SigningKeyManaged SigningKeyMode = "Managed"
+	// SigningKeyProvided: the credentials Secret holds private_key (and
+	// optionally key_id); snowauth makes a self-signed certificate for it
+	// (status.jwtBearer.certificate) for ServiceNow's JWT verifier map.
+	SigningKeyProvided SigningKeyMode = "Provided"
+)
+
+// JWTBearerSpec tunes the JWTBearer grant.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.rotation) || !has(self.signingKey) || self.signingKey == 'Managed'",message="rotation applies only to signingKey Managed: snowauth cannot rotate a key it was given"
+type JWTBearerSpec struct {
+	// subject is the sub claim: the value of the sys_user field the
+	// instance's JWT configuration maps sub to (its User field, such as
+	// User ID or Email). When empty, the credentials Secret's username key
+	// is used.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Subject string `json:"subject,omitempty"`
+
+	// audience is the aud claim. Default: the client ID, which is what
+	// ServiceNow's JWT bearer configuration page asks for (iss and aud equal
+	// to the client ID); set it only if your instance expects something
+	// else, such as its token endpoint URL.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Audience string `json:"audience,omitempty"`
+
+	// algorithm signs the assertions: RS256 (default, RSA 2048) or ES256
+	// (ECDSA P-256). With signingKey Provided it must match the key.
+	// +optional
+	Algorithm JWTAlgorithm `json:"algorithm,omitempty"`
+
+	// assertionLifetime is how long an assertion is valid (exp - iat, less
+	// clockTolerance). Default 5m.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s') && duration(self) <= duration('1h')",message="assertionLifetime must be between 30s and 1h"
+	AssertionLifetime *metav1.Duration `json:"assertionLifetime,omitempty"`
+
+	// clockTolerance dates iat and nbf this far in the past, so that an
+	// instance whose clock is behind the manager's still accepts the
+	// assertion: the Machine Identity Console's clock skew defaults to 0 s.
+	// Default 2m.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('10m')",message="clockTolerance must be at most 10m"
+	ClockTolerance *metav1.Duration `json:"clockTolerance,omitempty"`
+
+	// signingKey is Managed (default: snowauth generates, publishes and
+	// rotates the key) or Provided (the credentials Secret's private_key).
+	// +optional
+	SigningKey SigningKeyMode `json:"signingKey,omitempty"`
+
+	// rotation schedules the managed keys' rotation.
+	// +optional
+	Rotation *KeyRotationSpec `json:"rotation,omitempty"`
+}
+
+// KeyRotationSpec schedules the rotation of managed signing keys.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.publishAhead) ? duration(self.publishAhead) : duration('24h')) < (has(self.every) ? duration(self.every) : duration('720h'))",message="publishAhead must be shorter than every (defaults: publishAhead 24h, every 720h)"
+type KeyRotationSpec struct {
+	// every is how long a key signs before the next one takes over.
+	// Default 720h (30 days).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="rotation.every must be at least 1h"
+	Every *metav1.Duration `json:"every,omitempty"`
+
+	// publishAhead is how long a new key is published in the JWKS before
+	// it signs anything. It must be longer than the JWKS cache lifespan of
+	// the instance's JWT configuration, or the instance meets a key id it
+	// has not fetched yet. Default 24h.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="rotation.publishAhead must be at least 1m"
+	PublishAhead *metav1.Duration `json:"publishAhead,omitempty"`
+}
+
+// JWTBearerStatus is the JWTBearer grant's signing keys.
+type JWTBearerStatus struct {
+	// jwksURL is where the authorization server publishes this
+	// connection's public keys (signingKey Managed): the JWKS URL to give
+	// the instance's JWT verifier map.
+	// +optional
+	JWKSURL string `json:"jwksURL,omitempty"`
+
+	// activeKeyID is the kid of the key that signs assertions now.
+	// +optional
+	ActiveKeyID string `json:"activeKeyID,omitempty"`
+
+	// nextRotationTime is when the next managed key is made and published.
+	// +optional
+	NextRotationTime *metav1.Time `json:"nextRotationTime,omitempty"`
+
+	// keys are the published public keys (signingKey Managed), oldest
+	// first. The JWKS document is made of them.
+	// +optional
+	// +listType=map
+	// +listMapKey=keyID
+	// +kubebuilder:validation:MaxItems=4
+	Keys []PublishedKey `json:"keys,omitempty"`
+
+	// certificate is a self-signed X.509 certificate (PEM) for the provided
+	// key (signingKey Provided), for an instance's JWT verifier map;
+	// `kubectl servicenow jwt-certificate` prints it. certificateNotAfter
+	// is when it stops being valid.
+	// +optional
+	Certificate string `json:"certificate,omitempty"`
+	// +optional
+	CertificateNotAfter *metav1.Time `json:"certificateNotAfter,omitempty"`
+}
+
+// PublishedKey is one public key in a connection's JWKS document.
+type PublishedKey struct {
+	// keyID is the key's kid.
+	// +required
+	KeyID string `json:"keyID"`
+	// algorithm is RS256 or ES256.
+	// +required
+	Algorithm JWTAlgorithm `json:"algorithm"`
+	// publicKey is the public key as a JSON Web Key (RFC 7517).
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	PublicKey string `json:"publicKey"`
+	// publishedAt is when the key first appeared in status, and so in the
+	// JWKS document.
+	// +required
+	PublishedAt metav1.Time `json:"publishedAt"`
+	// signsFrom is when the key starts (or started) signing.
+	// +optional
+	SignsFrom *metav1.Time `json:"signsFrom,omitempty"`
+	// retiresAt is when an older key leaves the JWKS document: after every
+	// assertion it signed has expired.
+	// +optional
+	RetiresAt *metav1.Time `json:"retiresAt,omitempty"`
+}
+
 // ServiceNowConnectionSpec says which ServiceNow instance and OAuth client to
 // use, with which grant, and where to keep the token.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.tokenSecret) || !has(self.tokenSecret.name) || self.tokenSecret.name != self.credentialsSecretRef.name",message="tokenSecret.name must differ from credentialsSecretRef.name: snowauth would overwrite the credentials with the token"
 // +kubebuilder:validation:XValidation:rule="!has(self.authorizationCode) || self.grantType == 'AuthorizationCode'",message="authorizationCode applies only to grantType AuthorizationCode"
+// +kubebuilder:validation:XValidation:rule="!has(self.jwtBearer) || self.grantType == 'JWTBearer'",message="jwtBearer applies only to grantType JWTBearer"
 type ServiceNowConnectionSpec struct {
 	// credentialsSecretRef names the Secret, in this namespace, that holds the
 	// OAuth client of the ServiceNow instance: keys instance (an instance name
@@ -272,7 +452,7 @@ type ServiceNowConnectionSpec struct {
 	CredentialsSecretRef SecretReference `json:"credentialsSecretRef"`
 
 	// grantType is the OAuth grant used to obtain tokens: ClientCredentials,
-	// Password or RefreshToken.
+	// Password, RefreshToken, AuthorizationCode or JWTBearer.
 	// +optional
 	// +kubebuilder:default=ClientCredentials
 	GrantType GrantType `json:"grantType,omitempty"`
@@ -299,6 +479,11 @@ type ServiceNowConnectionSpec struct {
 	// password tunes the Password grant.
 	// +optional
 	Password *PasswordSpec `json:"password,omitempty"`
+
+	// jwtBearer tunes the JWTBearer grant: the subject and audience, the
+	// algorithm, and who holds the signing key.
+	// +optional
+	JWTBearer *JWTBearerSpec `json:"jwtBearer,omitempty"`
 
 	// refreshBefore is how long before the token expires snowauth refreshes
 	// it, as a duration such as "10m". Between 1m and 24h. By default snowauth
@@ -411,6 +596,11 @@ type ServiceNowConnectionStatus struct {
 	// +optional
 	RefreshTokenExpiresAt *metav1.Time `json:"refreshTokenExpiresAt,omitempty"`
 
+	// jwtBearer is the JWTBearer grant's signing keys: the JWKS URL, the
+	// active and published keys, or the provided key's certificate.
+	// +optional
+	JWTBearer *JWTBearerStatus `json:"jwtBearer,omitempty"`
+
 	// lastHandledRefreshRequest is the value of the
 	// servicenow.snowauth.dev/refresh-requested-at annotation that snowauth
 	// last acted on.
@@ -441,6 +631,9 @@ type ServiceNowConnectionStatus struct {
 // +kubebuilder:validation:XValidation:rule="self.spec.grantType != 'AuthorizationCode' || size(self.metadata.name) <= 239",message="the connection name is too long for the refresh-token Secret <connection name>-refresh-token (253 characters at most)"
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.tokenSecret) || !has(self.spec.tokenSecret.name) || self.spec.tokenSecret.name != self.metadata.name + '-refresh-token'",message="spec.tokenSecret.name must not be <connection name>-refresh-token: snowauth reserves that Secret for the refresh token of the AuthorizationCode grant; choose another name"
 // +kubebuilder:validation:XValidation:rule="self.spec.grantType != 'AuthorizationCode' || self.spec.credentialsSecretRef.name != self.metadata.name + '-refresh-token'",message="spec.credentialsSecretRef.name must not be <connection name>-refresh-token with grantType AuthorizationCode: snowauth keeps the refresh token in that Secret; rename the credentials Secret"
+// +kubebuilder:validation:XValidation:rule="self.spec.grantType != 'JWTBearer' || size(self.metadata.name) <= 240",message="the connection name is too long for the signing-keys Secret <connection name>-signing-keys (253 characters at most)"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.tokenSecret) || !has(self.spec.tokenSecret.name) || self.spec.tokenSecret.name != self.metadata.name + '-signing-keys'",message="spec.tokenSecret.name must not be <connection name>-signing-keys: snowauth reserves that Secret for the JWTBearer grant's managed keys; choose another name"
+// +kubebuilder:validation:XValidation:rule="self.spec.grantType != 'JWTBearer' || self.spec.credentialsSecretRef.name != self.metadata.name + '-signing-keys'",message="spec.credentialsSecretRef.name must not be <connection name>-signing-keys with grantType JWTBearer: snowauth keeps its managed keys in that Secret; rename the credentials Secret"
 type ServiceNowConnection struct {
 	metav1.TypeMeta `json:",inline"`
 
@@ -473,6 +666,12 @@ type ServiceNowConnectionList struct {
 // it.
 func (c *ServiceNowConnection) RefreshTokenSecretName() string {
 	return c.Name + "-refresh-token"
+}
+
+// SigningKeysSecretName is the name of the operator-owned Secret that holds
+// the JWTBearer grant's managed private keys. Applications never mount it.
+func (c *ServiceNowConnection) SigningKeysSecretName() string {
+	return c.Name + "-signing-keys"
 }
 
 // TokenSecretName is the name of the token Secret: spec.tokenSecret.name, or

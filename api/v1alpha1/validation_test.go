@@ -64,7 +64,7 @@ func TestMinimalConnectionIsAcceptedAndDefaulted(t *testing.T) {
 }
 
 func TestEveryGrantWithAllOptionalFieldsIsAccepted(t *testing.T) {
-	for _, grant := range []snowv1.GrantType{snowv1.GrantClientCredentials, snowv1.GrantPassword, snowv1.GrantRefreshToken, snowv1.GrantAuthorizationCode} {
+	for _, grant := range []snowv1.GrantType{snowv1.GrantClientCredentials, snowv1.GrantPassword, snowv1.GrantRefreshToken, snowv1.GrantAuthorizationCode, snowv1.GrantJWTBearer} {
 		t.Run(string(grant), func(t *testing.T) {
 			g := NewWithT(t)
 			conn := minimal(env.Namespace(t), "full")
@@ -76,6 +76,14 @@ func TestEveryGrantWithAllOptionalFieldsIsAccepted(t *testing.T) {
 				conn.Spec.AuthorizationCode = &snowv1.AuthorizationCodeSpec{
 					RefreshTokenLifespan: &metav1.Duration{Duration: 2400 * time.Hour},
 					ReauthorizeBefore:    &metav1.Duration{Duration: 336 * time.Hour},
+				}
+			}
+			if grant == snowv1.GrantJWTBearer {
+				conn.Spec.JWTBearer = &snowv1.JWTBearerSpec{
+					Subject: "svc.orders", Audience: "orders-client", Algorithm: snowv1.JWTES256,
+					AssertionLifetime: &metav1.Duration{Duration: 2 * time.Minute}, ClockTolerance: &metav1.Duration{Duration: time.Minute},
+					SigningKey: snowv1.SigningKeyManaged,
+					Rotation:   &snowv1.KeyRotationSpec{Every: &metav1.Duration{Duration: 720 * time.Hour}, PublishAhead: &metav1.Duration{Duration: 24 * time.Hour}},
 				}
 			}
 			conn.Spec.TokenSecret = snowv1.TokenSecretSpec{
@@ -282,6 +290,92 @@ func TestAdmissionRejectsBadInputWithAClearMessage(t *testing.T) {
 			connName: strings.Repeat("a", 240),
 			mutate:   func(c *snowv1.ServiceNowConnection) { c.Spec.GrantType = snowv1.GrantAuthorizationCode },
 			message:  "too long for the refresh-token Secret",
+		},
+		{
+			name: "rejects jwtBearer settings on another grant",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.JWTBearer = &snowv1.JWTBearerSpec{Subject: "svc.orders"}
+			},
+			message: "jwtBearer applies only to grantType JWTBearer",
+		},
+		{
+			name: "rejects a rotation of a provided key",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantJWTBearer
+				c.Spec.JWTBearer = &snowv1.JWTBearerSpec{SigningKey: snowv1.SigningKeyProvided,
+					Rotation: &snowv1.KeyRotationSpec{Every: &metav1.Duration{Duration: 48 * time.Hour}}}
+			},
+			message: "rotation applies only to signingKey Managed",
+		},
+		{
+			name: "rejects publishing a key ahead for longer than it signs",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantJWTBearer
+				c.Spec.JWTBearer = &snowv1.JWTBearerSpec{Rotation: &snowv1.KeyRotationSpec{
+					Every: &metav1.Duration{Duration: 2 * time.Hour}, PublishAhead: &metav1.Duration{Duration: 3 * time.Hour}}}
+			},
+			message: "publishAhead must be shorter than every",
+		},
+		{
+			name: "rejects a rotation shorter than the default publishAhead",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantJWTBearer
+				c.Spec.JWTBearer = &snowv1.JWTBearerSpec{Rotation: &snowv1.KeyRotationSpec{Every: &metav1.Duration{Duration: 12 * time.Hour}}}
+			},
+			message: "publishAhead must be shorter than every (defaults: publishAhead 24h",
+		},
+		{
+			name: "rejects a key rotation more often than hourly",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantJWTBearer
+				c.Spec.JWTBearer = &snowv1.JWTBearerSpec{Rotation: &snowv1.KeyRotationSpec{Every: &metav1.Duration{Duration: time.Minute}}}
+			},
+			message: "rotation.every must be at least 1h",
+		},
+		{
+			name: "rejects an assertion lifetime over an hour",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantJWTBearer
+				c.Spec.JWTBearer = &snowv1.JWTBearerSpec{AssertionLifetime: &metav1.Duration{Duration: 2 * time.Hour}}
+			},
+			message: "assertionLifetime must be between 30s and 1h",
+		},
+		{
+			name: "rejects a clock tolerance over ten minutes",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantJWTBearer
+				c.Spec.JWTBearer = &snowv1.JWTBearerSpec{ClockTolerance: &metav1.Duration{Duration: time.Hour}}
+			},
+			message: "clockTolerance must be at most 10m",
+		},
+		{
+			name: "rejects an unknown JWT algorithm",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantJWTBearer
+				c.Spec.JWTBearer = &snowv1.JWTBearerSpec{Algorithm: "HS256"}
+			},
+			message: "Unsupported value: \"HS256\"",
+		},
+		{
+			name: "rejects a token Secret named like the signing-keys Secret",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.TokenSecret.Name = "orders-signing-keys"
+			},
+			message: "spec.tokenSecret.name must not be <connection name>-signing-keys",
+		},
+		{
+			name: "rejects a JWTBearer credentials Secret named like its signing-keys Secret",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantJWTBearer
+				c.Spec.CredentialsSecretRef.Name = "orders-signing-keys"
+			},
+			message: "spec.credentialsSecretRef.name must not be <connection name>-signing-keys with grantType JWTBearer",
+		},
+		{
+			name:     "rejects a JWTBearer connection name too long for its signing-keys Secret",
+			connName: strings.Repeat("a", 241),
+			mutate:   func(c *snowv1.ServiceNowConnection) { c.Spec.GrantType = snowv1.GrantJWTBearer },
+			message:  "too long for the signing-keys Secret",
 		},
 		{
 			name:    "rejects a zero refreshBefore",

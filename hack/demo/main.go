@@ -41,6 +41,7 @@ const (
 	namespace    = "demo"
 	connName     = "orders"
 	authConnName = "catalog"
+	jwtConnName  = "inventory"
 	demoUser     = "demo.person"
 	demoPassword = "demo-password" // the simulator's; nothing real
 	credsName    = "servicenow-credentials"
@@ -61,9 +62,11 @@ func main() {
 	timeout := flag.Duration("timeout", 3*time.Minute, "with -ci, how long to wait for Ready and a refresh")
 	authCode := flag.Bool("authorization-code", false,
 		"also run the authorization server and a connection with the AuthorizationCode grant; with -ci, log in at the simulator and wait for it to be Ready")
+	jwt := flag.Bool("jwt", false,
+		"also run the authorization server and a connection with the JWTBearer grant, whose managed key the simulator verifies through the published JWKS; with -ci, wait for it to be Ready")
 	flag.Parse()
 
-	d := demo{ci: *ci, managerBin: *manager, lifespan: *lifespan, authCode: *authCode}
+	d := demo{ci: *ci, managerBin: *manager, lifespan: *lifespan, authCode: *authCode, jwt: *jwt}
 	if err := d.runUntilSignal(*timeout); err != nil {
 		_, _ = fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
@@ -89,6 +92,23 @@ type demo struct {
 	managerBin string
 	lifespan   time.Duration
 	authCode   bool
+	jwt        bool
+}
+
+// authServer says whether the demo runs the authorization server: the
+// AuthorizationCode grant's login and the JWTBearer grant's JWKS need it.
+func (d demo) authServer() bool { return d.authCode || d.jwt }
+
+// connections are the names of the connections the demo applies.
+func (d demo) connections() []string {
+	names := []string{connName}
+	if d.authCode {
+		names = append(names, authConnName)
+	}
+	if d.jwt {
+		names = append(names, jwtConnName)
+	}
+	return names
 }
 
 func run(ctx context.Context, d demo) (err error) {
@@ -128,12 +148,19 @@ func run(ctx context.Context, d demo) (err error) {
 	sim.AddUser(simulator.User{Username: appUser, Password: "unused"})
 	sim.AddUser(simulator.User{Username: demoUser, Password: demoPassword})
 	var authURL string
-	if d.authCode {
+	if d.authServer() {
 		if authURL, err = freeLoopbackURL(); err != nil {
 			return err
 		}
 	}
-	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: demoSecret, ApplicationUser: appUser, RedirectURL: authURL + "/callback"})
+	oauthClient := simulator.OAuthClient{ID: clientID, Secret: demoSecret, ApplicationUser: appUser, RedirectURL: authURL + "/callback"}
+	if d.jwt {
+		// The instance's JWT bearer configuration: sub is a user_name,
+		// the keys come from snowauth's JWKS URL, the clock skew is the
+		// Machine Identity Console's default, 0 s.
+		oauthClient.JWT = &simulator.JWTVerifier{JWKSURL: authURL + "/jwks/" + namespace + "/" + jwtConnName + ".json"}
+	}
+	sim.AddClient(oauthClient)
 	instance := sim.LocalhostURL()
 	caFile := filepath.Join(tmp, "simulator-ca.pem")
 	if err := os.WriteFile(caFile, sim.CACertPEM(), 0o600); err != nil {
@@ -144,7 +171,7 @@ func run(ctx context.Context, d demo) (err error) {
 	step("starting the manager (%s)", managerBin)
 	logFile := filepath.Join(tmp, "manager.log")
 	extra := []string{}
-	if d.authCode {
+	if d.authServer() {
 		// The link-signing key and the hand-overs live in the
 		// manager's namespace (POD_NAMESPACE in a cluster).
 		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}); err != nil {
@@ -158,7 +185,7 @@ func run(ctx context.Context, d demo) (err error) {
 	}
 	defer stopManager(mgr)
 	done("pid %d, trusting the simulator through --ca-bundle as for an on-premise instance; logs in %s", mgr.Process.Pid, logFile)
-	if d.authCode {
+	if d.authServer() {
 		stop, err := startAuthorizationServer(ctx, env, authURL)
 		if err != nil {
 			return err
@@ -168,7 +195,7 @@ func run(ctx context.Context, d demo) (err error) {
 	}
 
 	step("applying a credentials Secret and a ServiceNowConnection in namespace %s", namespace)
-	if err := applySamples(ctx, env.Client, instance, d.authCode); err != nil {
+	if err := applySamples(ctx, env.Client, instance, d); err != nil {
 		return err
 	}
 	done("Secret %s (instance, client_id, client_secret) and ServiceNowConnection %s (grant ClientCredentials)", credsName, connName)
@@ -186,6 +213,10 @@ func run(ctx context.Context, d demo) (err error) {
 			namespace, authConnName, demoUser, demoPassword)
 		fmt.Println("  (the simulator's certificate is its own: your browser will warn about it)")
 	}
+	if d.jwt {
+		fmt.Printf("  kubectl get snc -n %s %s -o jsonpath='{.status.jwtBearer.jwksURL}'   # the JWKS URL the instance verifies with\n", namespace, jwtConnName)
+		fmt.Printf("  curl -s \"$(kubectl get snc -n %s %s -o jsonpath='{.status.jwtBearer.jwksURL}')\"   # public keys only\n", namespace, jwtConnName)
+	}
 	if !ci {
 		fmt.Println("Press Ctrl-C to stop: the manager, the simulator and the API server stop and the temporary folder is removed.")
 	}
@@ -198,7 +229,7 @@ func run(ctx context.Context, d demo) (err error) {
 			return err
 		}
 	}
-	err = watch(ctx, env, ci, exited, d.authCode)
+	err = watch(ctx, env, ci, exited, d)
 	if err != nil {
 		if log, readErr := os.ReadFile(logFile); readErr == nil {
 			fmt.Fprintf(os.Stderr, "--- manager log ---\n%s--- end of manager log ---\n", log)
@@ -243,7 +274,7 @@ func stopManager(cmd *exec.Cmd) {
 	_, _ = cmd.Process.Wait()
 }
 
-func applySamples(ctx context.Context, c client.Client, instance string, authCode bool) error {
+func applySamples(ctx context.Context, c client.Client, instance string, d demo) error {
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
 		&corev1.Secret{
@@ -259,7 +290,17 @@ func applySamples(ctx context.Context, c client.Client, instance string, authCod
 			},
 		},
 	}
-	if authCode {
+	if d.jwt {
+		objs = append(objs, &snowv1.ServiceNowConnection{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: jwtConnName},
+			Spec: snowv1.ServiceNowConnectionSpec{
+				CredentialsSecretRef: snowv1.SecretReference{Name: credsName},
+				GrantType:            snowv1.GrantJWTBearer,
+				JWTBearer:            &snowv1.JWTBearerSpec{Subject: demoUser},
+			},
+		})
+	}
+	if d.authCode {
 		objs = append(objs, &snowv1.ServiceNowConnection{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: authConnName},
 			Spec: snowv1.ServiceNowConnectionSpec{
@@ -279,13 +320,10 @@ func applySamples(ctx context.Context, c client.Client, instance string, authCod
 // watch prints the connection and its token Secret whenever they change. In
 // CI mode it returns nil once the connection is Ready and a second token
 // (a refresh) was observed.
-func watch(ctx context.Context, env *testenv.Env, ci bool, managerExited <-chan error, authCode bool) error {
+func watch(ctx context.Context, env *testenv.Env, ci bool, managerExited <-chan error, d demo) error {
 	c := env.Client
 	key := types.NamespacedName{Namespace: namespace, Name: connName}
-	names := []string{connName}
-	if authCode {
-		names = append(names, authConnName)
-	}
+	names := d.connections()
 	var last string
 	var firstRefresh *metav1.Time
 	ticker := time.NewTicker(500 * time.Millisecond)
@@ -332,11 +370,21 @@ func watch(ctx context.Context, env *testenv.Env, ci bool, managerExited <-chan 
 			firstRefresh = st.LastRefreshTime
 		}
 		if ci && firstRefresh != nil && st.LastRefreshTime != nil && st.LastRefreshTime.After(firstRefresh.Time) &&
-			meta.IsStatusConditionTrue(st.Conditions, snowv1.ConditionReady) && (!authCode || ready(ctx, c, authConnName)) {
+			meta.IsStatusConditionTrue(st.Conditions, snowv1.ConditionReady) && allReady(ctx, c, names) {
 			fmt.Println("demo: the connection is Ready and its token was refreshed: OK")
 			return nil
 		}
 	}
+}
+
+// allReady says whether every named connection is Ready.
+func allReady(ctx context.Context, c client.Client, names []string) bool {
+	for _, n := range names {
+		if !ready(ctx, c, n) {
+			return false
+		}
+	}
+	return true
 }
 
 // describe renders what the conditions and the token Secret of conn say,
@@ -355,6 +403,9 @@ func describe(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, hasSecre
 	if st := conn.Status; st.LastRefreshTime != nil && st.NextRefreshTime != nil {
 		fmt.Fprintf(&b, "  last refresh %s, next refresh %s, consecutive failures %d\n",
 			st.LastRefreshTime.UTC().Format(time.RFC3339), st.NextRefreshTime.UTC().Format(time.RFC3339), st.ConsecutiveFailures)
+	}
+	if j := conn.Status.JWTBearer; j != nil && j.JWKSURL != "" {
+		fmt.Fprintf(&b, "  assertions signed by key %s, published with %d key(s) at %s\n", j.ActiveKeyID, len(j.Keys), j.JWKSURL)
 	}
 	return b.String()
 }

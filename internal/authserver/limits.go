@@ -54,3 +54,10 @@ func limiter(m *map[string]*rate.Limiter, key string, r rate.Limit, burst int) *
 	(*m)[key] = l
 	return l
 }
+
+// allowClient spends one request of the client's budget alone.
+func (l *limits) allowClient(client string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return limiter(&l.clients, client, perClient, clientBurst).AllowN(now, 1)
+}

@@ -110,3 +110,9 @@ func (l *Links) endpoint(name, state string) string {
 	}
 	return u.String()
 }
+
+// JWKSURL is where the server publishes a JWTBearer connection's public
+// keys.
+func (l *Links) JWKSURL(namespace, name string) string {
+	return l.endpoint("jwks/"+namespace+"/"+name+".json", "")
+}

@@ -48,7 +48,8 @@ type Server struct {
 	// answer; 25 s when zero. Poll is how often it looks; 250 ms when zero.
 	Wait, Poll time.Duration
 
-	limits *limits
+	limits    *limits
+	jwksLimit jwksLimit
 }
 
 // Start serves until ctx ends. It implements manager.Runnable.
@@ -82,6 +83,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+s.Links.path("authorize"), s.verified(s.confirm))
 	mux.HandleFunc("POST "+s.Links.path("authorize"), s.verified(s.authorize))
 	mux.HandleFunc("GET "+s.Links.path("callback"), s.verified(s.callback))
+	mux.HandleFunc("GET "+s.Links.path("jwks/{namespace}/{file}"), s.jwks)
 	mux.HandleFunc("GET "+s.Links.path("healthz"), func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

@@ -69,10 +69,13 @@ func Parse(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, resolver Re
 		return nil, &Error{Reason: snowv1.ReasonCredentialsNotFound,
 			Message: fmt.Sprintf("credentials Secret %s not found in namespace %s", name, conn.Namespace)}
 	}
-	grant, keys := grantFor(conn.Spec.GrantType)
+	grant, keys := grantFor(conn)
 	values := make(map[string]string, len(keys))
 	for _, k := range keys {
 		v, ok := secret.Data[k]
+		if !ok && k == snowv1.CredentialsKeyKeyID {
+			continue // optional
+		}
 		if !ok {
 			return nil, &Error{Reason: snowv1.ReasonCredentialsInvalid,
 				Message: fmt.Sprintf("credentials Secret %s has no key %q, which the %s grant needs", name, k, conn.Spec.GrantType)}
@@ -94,7 +97,7 @@ func Parse(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, resolver Re
 	if err != nil {
 		return nil, err
 	}
-	return &Credentials{
+	c := &Credentials{
 		Instance: instance,
 		Grant:    grant,
 		Client: servicenow.Credentials{
@@ -105,14 +108,29 @@ func Parse(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, resolver Re
 			RefreshToken: values[snowv1.CredentialsKeyRefreshToken],
 		},
 		Version: secret.ResourceVersion,
-	}, nil
+	}
+	if grant == servicenow.GrantJWTBearer {
+		if c.Client.JWT, err = assertion(conn, values); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
-// grantFor maps the API's grant type to the OAuth grant and the credentials
-// Secret keys it needs.
-func grantFor(g snowv1.GrantType) (servicenow.Grant, []string) {
+// grantFor maps the connection's grant type to the OAuth grant and the
+// credentials Secret keys it needs (key_id is optional).
+func grantFor(conn *snowv1.ServiceNowConnection) (servicenow.Grant, []string) {
 	keys := []string{snowv1.CredentialsKeyInstance, snowv1.CredentialsKeyClientID, snowv1.CredentialsKeyClientSecret}
-	switch g {
+	switch conn.Spec.GrantType {
+	case snowv1.GrantJWTBearer:
+		j := conn.Spec.JWTBearer
+		if j == nil || j.Subject == "" {
+			keys = append(keys, snowv1.CredentialsKeyUsername)
+		}
+		if j != nil && j.SigningKey == snowv1.SigningKeyProvided {
+			keys = append(keys, snowv1.CredentialsKeyPrivateKey, snowv1.CredentialsKeyKeyID)
+		}
+		return servicenow.GrantJWTBearer, keys
 	case snowv1.GrantPassword:
 		return servicenow.GrantPassword, append(keys, snowv1.CredentialsKeyUsername, snowv1.CredentialsKeyPassword)
 	case snowv1.GrantRefreshToken:

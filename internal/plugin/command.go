@@ -87,7 +87,7 @@ func NewCommand(o Options) *cobra.Command {
 	s := &session{Options: o, raw: raw, flags: flags}
 	s.registerFlagCompletions(root)
 	root.AddCommand(newStatusCommand(s), newListCommand(s), newRefreshCommand(s), newAuthorizeCommand(s),
-		newVersionCommand(s), newCompletionCommand(s))
+		newJWTCertificateCommand(s), newVersionCommand(s), newCompletionCommand(s))
 	return root
 }
 

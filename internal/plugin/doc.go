@@ -2,8 +2,9 @@
 // ServiceNowConnections' tokens are doing (status, list), asks snowauth for
 // an immediate refresh of one connection or many (refresh), optionally
 // waiting for the outcome, prints the link that authorises an
-// AuthorizationCode connection (authorize), and prints its own version and
-// shell completion scripts (version, completion).
+// AuthorizationCode connection (authorize), prints the certificate of a
+// JWTBearer connection's provided key (jwt-certificate), and prints its own
+// version and shell completion scripts (version, completion).
 //
 // It behaves like kubectl: the connection flags come from cli-runtime's
 // ConfigFlags, -o json|yaml prints the objects with cli-runtime's printers

@@ -263,6 +263,8 @@ func TestUsageMistakesExit2(t *testing.T) {
 		{"status", "orders", "--bogus"},
 		{"status"},
 		{"authorize"},
+		{"jwt-certificate"},
+		{"jwt-certificate", "orders", "crm"},
 		{"status", "orders", "-o", "xml"},
 		{"list", "-o", "table"},
 		{"list", "orders"},
@@ -279,7 +281,7 @@ func TestUsageMistakesExit2(t *testing.T) {
 	} {
 		r := kubectlServicenow(kc, t0, args...)
 		g.Expect(r.code).To(Equal(plugin.ExitUsage), "%q: %v", args, r.err)
-		g.Expect(r.stderr).To(MatchRegexp(`(?s)^Error: .+\nSee 'kubectl servicenow[a-z ]* --help' for help and examples\n$`), "%q", args)
+		g.Expect(r.stderr).To(MatchRegexp(`(?s)^Error: .+\nSee 'kubectl servicenow[a-z -]* --help' for help and examples\n$`), "%q", args)
 	}
 	g.Expect(annotation(g, ns, "orders")).To(BeEmpty(), "nothing was done")
 }

@@ -59,10 +59,11 @@ func RelativeTime(t, now time.Time) string {
 }
 
 // RenderStatus writes a connection's state as a person reads it at a
-// glance: a summary block, its conditions and its recent events. Relative
-// times are computed from now; absolute ones are UTC RFC 3339, the form
-// the operator's condition messages use. Every value is shown through
-// Printable.
+// glance: a summary block (for the JWTBearer grant with its signing key,
+// and managed keys' published keys), its conditions and its recent
+// events. Relative times are computed from now; absolute ones are UTC
+// RFC 3339, the form the operator's condition messages use. Every value
+// is shown through Printable.
 func RenderStatus(w io.Writer, v StatusView, now time.Time, opts RenderOptions) error {
 	c := v.Connection
 	st := c.Status
@@ -96,6 +97,9 @@ func RenderStatus(w io.Writer, v StatusView, now time.Time, opts RenderOptions) 
 			}
 		}
 	}
+	if c.Spec.GrantType == snowv1.GrantJWTBearer {
+		summary = append(summary, jwtBearerRows(c, now)...)
+	}
 	if req := c.Annotations[snowv1.AnnotationRefreshRequestedAt]; req != "" {
 		state := "handled"
 		if req != st.LastHandledRefreshRequest {
@@ -105,6 +109,11 @@ func RenderStatus(w io.Writer, v StatusView, now time.Time, opts RenderOptions) 
 	}
 	if err := writeTable(w, "", summary); err != nil {
 		return err
+	}
+	if c.Spec.GrantType == snowv1.GrantJWTBearer && signingKeyMode(c) == snowv1.SigningKeyManaged {
+		if err := renderPublishedKeys(w, st.JWTBearer, now); err != nil {
+			return err
+		}
 	}
 
 	if _, err := io.WriteString(w, "Conditions:\n"); err != nil {
@@ -129,6 +138,56 @@ func RenderStatus(w io.Writer, v StatusView, now time.Time, opts RenderOptions) 
 		return err
 	}
 	return renderEvents(w, v, now, opts)
+}
+
+// jwtBearerRows are the JWTBearer grant's lines of the summary: for
+// managed keys, where they are published, which one signs and when the
+// next is made; for a provided key, its id and its certificate.
+func jwtBearerRows(c *snowv1.ServiceNowConnection, now time.Time) [][]string {
+	st := c.Status.JWTBearer
+	if st == nil {
+		st = &snowv1.JWTBearerStatus{}
+	}
+	if signingKeyMode(c) != snowv1.SigningKeyProvided {
+		return [][]string{
+			{"Signing key:", "Managed: snowauth makes, publishes and rotates it"},
+			{"JWKS URL:", orNone(st.JWKSURL)},
+			{"Active key:", orNone(st.ActiveKeyID)},
+			{"Next rotation:", when(st.NextRotationTime, now)},
+		}
+	}
+	cert := none + ": snowauth makes it at the first token request"
+	if st.Certificate != "" {
+		verb := "expires "
+		if st.CertificateNotAfter != nil && !st.CertificateNotAfter.After(now) {
+			verb = "expired "
+		}
+		cert = verb + when(st.CertificateNotAfter, now) + "; kubectl servicenow jwt-certificate " + c.Name +
+			" prints it for the instance's JWT verifier map"
+	}
+	return [][]string{
+		{"Signing key:", "Provided: private_key of Secret " + c.Spec.CredentialsSecretRef.Name},
+		{"Active key:", orNone(st.ActiveKeyID)},
+		{"Certificate:", cert},
+	}
+}
+
+// renderPublishedKeys writes the managed keys the JWKS document holds,
+// oldest first, as status lists them: when each signs from, and when an
+// older one leaves the document.
+func renderPublishedKeys(w io.Writer, st *snowv1.JWTBearerStatus, now time.Time) error {
+	if _, err := io.WriteString(w, "Published keys:\n"); err != nil {
+		return err
+	}
+	if st == nil || len(st.Keys) == 0 {
+		_, err := io.WriteString(w, "  "+none+"\n")
+		return err
+	}
+	rows := [][]string{{"KEY ID", "ALGORITHM", "SIGNS FROM", "RETIRES AT"}}
+	for _, k := range st.Keys {
+		rows = append(rows, []string{k.KeyID, string(k.Algorithm), when(k.SignsFrom, now), when(k.RetiresAt, now)})
+	}
+	return writeTable(w, "  ", rows)
 }
 
 func renderEvents(w io.Writer, v StatusView, now time.Time, opts RenderOptions) error {

@@ -21,7 +21,8 @@ func newStatusCommand(s *session) *cobra.Command {
 		Use:   "status (NAME... | -l SELECTOR [-A])",
 		Short: "Show connections' tokens, refresh schedules, conditions and recent events",
 		Long: "Show each named connection at a glance: its state, instance, token Secret, when the token expires " +
-			"and is refreshed next, failures since the last success, its conditions and its newest Events. " +
+			"and is refreshed next, failures since the last success, a JWTBearer connection's signing keys, " +
+			"its conditions and its newest Events. " +
 			"With -l, show every connection the selector matches. -o wide also shows every Event and who " +
 			"reported it; -o json or yaml prints the connections as kubectl get does: the object for one NAME, " +
 			"a List otherwise.",

@@ -319,6 +319,11 @@ func oauthRejection(status int, body errorBody, grant Grant) *Error {
 		causes = "the client ID or secret is wrong, the authorization code is unknown, already used or " +
 			"expired (codes are single-use and short-lived), the redirect URI differs from the one sent to " +
 			"oauth_auth.do, or the PKCE code verifier does not match the challenge: authorise again"
+	case GrantJWTBearer:
+		causes = "the client ID or secret is wrong, the JWT verifier map has no key for the kid (a certificate " +
+			"not uploaded, or a JWKS fetched before the key was published), aud is not what the instance " +
+			"expects (the client ID by default), the clocks differ by more than its clock skew, the jti " +
+			"was used before, or sub names no active user in its user field"
 	default:
 		causes = "the credentials are wrong, expired or revoked, or the grant is not allowed for this OAuth client"
 	}

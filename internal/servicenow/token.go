@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -14,8 +15,7 @@ import (
 // Grant is the OAuth grant_type sent to oauth_token.do.
 type Grant string
 
-// The grants snowauth supports. The JWT bearer grant is meant to be added as
-// an entry of grantFlows.
+// The grants snowauth supports (GrantJWTBearer is in jwt.go).
 const (
 	GrantClientCredentials Grant = "client_credentials"
 	GrantPassword          Grant = "password"
@@ -36,6 +36,10 @@ type Credentials struct {
 	// exactly as sent to oauth_auth.do, and the PKCE verifier whose S256
 	// challenge was sent there. Code and CodeVerifier are secrets.
 	Code, RedirectURI, CodeVerifier string
+	// JWT makes the JWT bearer grant's assertion; its key is a secret.
+	JWT *JWTAssertion
+	// assertion is the signed assertion of this request, a secret too.
+	assertion string
 }
 
 // String hides the secrets, so that printing credentials by mistake with %v
@@ -52,7 +56,7 @@ func (c Credentials) MarshalLog() any {
 
 // secrets lists the values errors must never contain.
 func (c Credentials) secrets() []string {
-	return []string{c.ClientSecret, c.Password, c.RefreshToken, c.Code, c.CodeVerifier}
+	return []string{c.ClientSecret, c.Password, c.RefreshToken, c.Code, c.CodeVerifier, c.assertion}
 }
 
 // TokenRequest asks one instance for one token.
@@ -93,10 +97,7 @@ func (t Token) MarshalLog() any {
 // to build and send the request; the exchange behind ctx's HTTP client reads
 // and judges the answer.
 //
-// A new grant is one more entry here: the JWT bearer grant would use
-// clientcredentials.Config with EndpointParams
-// {"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
-// "assertion": {jwt}}, which clientcredentials explicitly allows.
+// A new grant is one more entry here.
 type grantFlow struct {
 	// missing names the first credential the grant needs but lacks, or "".
 	missing func(Credentials) string
@@ -136,14 +137,19 @@ var grantFlows = map[Grant]grantFlow{
 			return firstEmpty(c.ClientID, "client ID", c.ClientSecret, "client secret")
 		},
 		fetch: func(ctx context.Context, tokenURL string, req TokenRequest) error {
-			cc := clientcredentials.Config{
-				ClientID:     req.Credentials.ClientID,
-				ClientSecret: req.Credentials.ClientSecret,
-				TokenURL:     tokenURL,
-				Scopes:       req.Scopes,
-				AuthStyle:    oauth2.AuthStyleInParams,
-			}
-			_, err := cc.Token(ctx)
+			_, err := clientConfig(tokenURL, req, nil).Token(ctx)
+			return err
+		},
+	},
+	GrantJWTBearer: {
+		missing: jwtMissing,
+		invalid: jwtInvalid,
+		fetch: func(ctx context.Context, tokenURL string, req TokenRequest) error {
+			// EndpointParams may replace grant_type, which RFC 7523 needs.
+			_, err := clientConfig(tokenURL, req, url.Values{
+				"grant_type": {string(GrantJWTBearer)},
+				"assertion":  {req.Credentials.assertion},
+			}).Token(ctx)
 			return err
 		},
 	},
@@ -200,6 +206,19 @@ func oauthConfig(tokenURL string, req TokenRequest) *oauth2.Config {
 	}
 }
 
+// clientConfig is the client credentials configuration for ServiceNow,
+// with the credentials in the form body, plus params.
+func clientConfig(tokenURL string, req TokenRequest, params url.Values) *clientcredentials.Config {
+	return &clientcredentials.Config{
+		ClientID:       req.Credentials.ClientID,
+		ClientSecret:   req.Credentials.ClientSecret,
+		TokenURL:       tokenURL,
+		Scopes:         req.Scopes,
+		AuthStyle:      oauth2.AuthStyleInParams,
+		EndpointParams: params,
+	}
+}
+
 // firstEmpty takes (value, name) pairs and returns the name of the first
 // empty value.
 func firstEmpty(pairs ...string) string {
@@ -215,14 +234,16 @@ func firstEmpty(pairs ...string) string {
 // HTTP request (none when the request is incomplete), waits at most
 // Options.Timeout, and returns either a validated token or an *Error.
 func (c *Client) Token(ctx context.Context, req TokenRequest) (*Token, error) {
-	tok, err := c.token(ctx, req)
+	tok, err := c.token(ctx, &req)
 	if err != nil {
 		return nil, err.redact(req.Credentials.secrets())
 	}
 	return tok, nil
 }
 
-func (c *Client) token(ctx context.Context, req TokenRequest) (*Token, *Error) {
+// token takes req by pointer so that Token redacts what token added to it
+// (the signed assertion).
+func (c *Client) token(ctx context.Context, req *TokenRequest) (*Token, *Error) {
 	flow, ok := grantFlows[req.Grant]
 	if !ok {
 		return nil, newError(KindInvalidRequest, nil, "grant %q is not supported", cleanField(string(req.Grant)))
@@ -240,6 +261,16 @@ func (c *Client) token(ctx context.Context, req TokenRequest) (*Token, *Error) {
 		}
 	}
 
+	if req.Grant == GrantJWTBearer {
+		// Signed per request, at the moment of sending: a fresh jti, and
+		// iat as close to the instance's clock as this one is.
+		a, err := req.Credentials.JWT.sign(req.Credentials.ClientID, c.now())
+		if err != nil {
+			return nil, newError(KindInvalidRequest, nil, "the %s grant cannot be sent: %v", req.Grant, err)
+		}
+		req.Credentials.assertion = a
+	}
+
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	x := &exchange{client: c, grant: req.Grant}
@@ -249,7 +280,7 @@ func (c *Client) token(ctx context.Context, req TokenRequest) (*Token, *Error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	})
 	issued := c.now()
-	err := flow.fetch(ctx, endpoint(base, "/oauth_token.do"), req)
+	err := flow.fetch(ctx, endpoint(base, "/oauth_token.do"), *req)
 
 	// The exchange's verdict is authoritative: oauth2 only built and sent the
 	// request, and every answer that is not a valid token became an *Error

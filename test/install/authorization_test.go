@@ -3,6 +3,7 @@ package install_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -31,8 +32,10 @@ import (
 // running as its own ServiceAccount with the chart's RBAC and admission
 // policies: the manager mints the link and exchanges the code, the
 // authorization server hands it over. The authorization server reads no
-// Secret, and may create none but its hand-overs.
-func TestAuthorizationServerHoldsNoCredentialsAndTheFlowWorksWithTheChartsRights(t *testing.T) {
+// Secret, and may create none but its hand-overs. The same two publish a
+// JWTBearer connection's managed key, which the instance fetches from the
+// authorization server.
+func TestAuthorizationServerHoldsNoCredentialsAndBothItsFlowsWorkWithTheChartsRights(t *testing.T) {
 	g, ctx := NewWithT(t), context.Background()
 	release, workload := env.Namespace(t), env.Namespace(t)
 	// Namespaced (watchNamespaces): the manager's rights come from Roles,
@@ -74,13 +77,16 @@ func TestAuthorizationServerHoldsNoCredentialsAndTheFlowWorksWithTheChartsRights
 	}
 
 	// The two components.
-	sim, err := simulator.Start(simulator.Options{AccessTokenLifespan: 30 * time.Minute})
+	jwksTrust := x509.NewCertPool()
+	sim, err := simulator.Start(simulator.Options{AccessTokenLifespan: 30 * time.Minute,
+		JWKSClient: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: jwksTrust, MinVersion: tls.VersionTLS12}}}})
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(sim.Close)
 	sim.AddUser(simulator.User{Username: "jane.doe", Password: "jane-password"})
 	web := httptest.NewUnstartedServer(nil)
 	web.StartTLS()
 	t.Cleanup(web.Close)
+	jwksTrust.AddCert(web.Certificate())
 	external, err := authserver.ParseExternalURL(web.URL)
 	g.Expect(err).NotTo(HaveOccurred())
 	managerClient, err := client.New(runAs(release, managerSA), client.Options{Scheme: env.Scheme})
@@ -95,7 +101,8 @@ func TestAuthorizationServerHoldsNoCredentialsAndTheFlowWorksWithTheChartsRights
 	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: release, Name: "snowauth-authorization-key"}, keySecret)).To(Succeed())
 	keyDir := t.TempDir()
 	g.Expect(os.WriteFile(filepath.Join(keyDir, authserver.KeyField), keySecret.Data[authserver.KeyField], 0o600)).To(Succeed())
-	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: clientSecret, RedirectURL: links.RedirectURI()})
+	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: clientSecret, RedirectURL: links.RedirectURI(),
+		JWT: &simulator.JWTVerifier{JWKSURL: links.JWKSURL(workload, "inventory")}})
 	web.Config.Handler = (&authserver.Server{
 		Reader: server, Writer: server, Namespace: release,
 		Links:     &authserver.Links{Keys: authserver.KeysFromDir(keyDir), ExternalURL: external},
@@ -160,5 +167,21 @@ func TestAuthorizationServerHoldsNoCredentialsAndTheFlowWorksWithTheChartsRights
 	g.Expect(resp.StatusCode).To(Equal(http.StatusOK), string(body))
 	g.Expect(string(body)).To(ContainSubstring("is authorised by ServiceNow user jane.doe"))
 	g.Eventually(func() string { return readyOf(ctx, workload, "catalog") }, eventually, interval).Should(Equal("True/TokenValid"))
+	g.Expect(logs.String()).NotTo(ContainSubstring("forbidden"))
+
+	// The JWTBearer grant: the manager makes and keeps the key, the
+	// authorization server publishes it, the instance verifies with it.
+	g.Expect(env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: workload, Name: "jwt-creds"},
+		StringData: map[string]string{"instance": sim.LocalhostURL(), "client_id": clientID, "client_secret": clientSecret, "username": "jane.doe"},
+	})).To(Succeed())
+	jwtConn := &snowv1.ServiceNowConnection{
+		ObjectMeta: metav1.ObjectMeta{Namespace: workload, Name: "inventory"},
+		Spec:       snowv1.ServiceNowConnectionSpec{GrantType: snowv1.GrantJWTBearer, CredentialsSecretRef: snowv1.SecretReference{Name: "jwt-creds"}},
+	}
+	g.Expect(env.Client.Create(ctx, jwtConn)).To(Succeed())
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, jwtConn) })
+	g.Eventually(func() string { return readyOf(ctx, workload, "inventory") }, eventually, interval).Should(Equal("True/TokenValid"))
+	g.Expect(sim.JWKSFetches(links.JWKSURL(workload, "inventory"))).To(BeNumerically(">=", 1), "verified through the published JWKS")
 	g.Expect(logs.String()).NotTo(ContainSubstring("forbidden"))
 }

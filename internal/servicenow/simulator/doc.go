@@ -6,9 +6,9 @@
 //
 // It is not a general OAuth server nor a ServiceNow emulator: its login page
 // (oauth_auth.do) is a plain form rather than ServiceNow's UI, and there is no
-// JWT bearer grant and no table other than sys_user yet. The facts it reproduces come from ServiceNow's documentation
-// and knowledge base (KB0791140 for token reuse), as collected in snowauth's
-// ServiceNow OAuth fact sheet (servicenow-oauth.md).
+// table other than sys_user yet. The facts it reproduces come from
+// ServiceNow's documentation and knowledge base (KB0791140 for token reuse),
+// as collected in snowauth's ServiceNow OAuth fact sheet (servicenow-oauth.md).
 //
 // # Scripting an instance
 //
@@ -50,10 +50,17 @@
 //	                             AuthorizationCodeLifespan (60 s)
 //	login-step errors            no state, another redirect_uri, an unknown client, response_type other
 //	                             than code, a PKCE method other than S256: 400 text page, never a redirect
+//	JWT bearer assertions        OAuthClient.JWT: a verifier map (Certificates, kid -> certificate) and/or
+//	                             a JWKSURL served by the test (Options.JWKSClient fetches it)
+//	a key published too late     add a kid to the JWKS document: it is unknown until Advance passes
+//	                             JWTVerifier.JWKSCacheLifespan (1 h by default); JWKSFetches counts fetches
+//	rejected assertions          wrong iss or aud, expired, nbf or iat ahead of ClockSkew, a reused jti,
+//	                             an unknown kid, a bad signature, a JWKS that fails or leaks private keys
 //
 // TokenRequests and TokenRequestLog count what reached POST /oauth_token.do,
 // per client and grant, with the simulator-clock time and the status
-// answered, faulted requests included.
+// answered, faulted requests included. For a rejected jwt-bearer request
+// the record's Rejection says which check failed, which the answer does not.
 //
 // # Behaviour reproduced
 //
@@ -69,6 +76,24 @@
 //   - refresh_token returns an access token and the same refresh token
 //     string, without extending it: it dies at issue + lifespan.
 //   - client_credentials returns no refresh token.
+//   - jwt-bearer (grant_type urn:ietf:params:oauth:grant-type:jwt-bearer,
+//     RFC 7523) takes the signed JWT in assertion, next to client_id and
+//     client_secret, and only for a client with a JWT configuration (the
+//     Machine Identity Console's "JWT bearer grant", or the Application
+//     Registry's "OAuth JWT API endpoint for external clients" before
+//     Zurich). The assertion's kid selects the key: a certificate from the
+//     JWT verifier map, or a key from the JWKS URL (Zurich and later), whose
+//     document is cached for the JWKS cache lifespan; a kid it lacks is not
+//     looked for again until then. alg must be RS256 or ES256. iss must be
+//     the client ID and aud the client ID too (as the configuration page
+//     says; another ServiceNow page says the token endpoint, so the
+//     documentation disagrees). exp is required and must not have passed,
+//     nbf and iat must not be in the future, each within the clock skew,
+//     whose Machine Identity Console default is 0 s (the old form's was
+//     300 s). JTI verification is on by default: each jti is accepted once.
+//     sub is the user_name of an active user, whom the token acts as. The
+//     answer is the client+user's access token, reused and extended as for
+//     every grant, and no refresh token.
 //   - GET /oauth_auth.do?response_type=code&client_id=…&redirect_uri=…&state=…
 //     [&code_challenge=…&code_challenge_method=S256] answers 200 text/html
 //     with a login form whose hidden fields carry the request. POST (those
@@ -103,5 +128,9 @@
 // Whether a refresh_token grant extends a still-valid access token is not
 // documented; the simulator assumes it does, like every other grant. That an
 // authorization_code grant issues a new refresh token rather than extending
-// the current one (as a password grant does) is also an assumption.
+// the current one (as a password grant does) is also an assumption, and so
+// are the JWKS cache lifespan's default (ServiceNow's documentation we have
+// does not state it), that an unknown kid does not trigger an early fetch of
+// the JWKS, and that a jwt-bearer token shares the client+user's access token
+// with the password grant.
 package simulator

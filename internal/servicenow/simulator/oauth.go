@@ -66,6 +66,9 @@ type tokenResponse struct {
 //     and always issues a new refresh token (now + lifespan), which becomes
 //     the client+user's current one; earlier ones stay valid until they
 //     expire;
+//   - jwt-bearer verifies an assertion (see serveJWTBearer) and returns the
+//     client+user's access token like a password grant, but no refresh
+//     token;
 //   - expires_in is the lifespan minus one second (1799 for 30 minutes).
 func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -79,6 +82,12 @@ func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	form := r.PostForm
+	grant := form.Get("grant_type")
+	if grant == GrantJWTBearer {
+		// It must not hold mu while it fetches a JWKS.
+		s.serveJWTBearer(w, r)
+		return
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,12 +97,7 @@ func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeDenied(w)
 		return
 	}
-	grant := form.Get("grant_type")
-	grants := c.Grants
-	if grants == nil {
-		grants = defaultGrants
-	}
-	if !slices.Contains(grants, grant) {
+	if !c.accepts(grant) {
 		writeDenied(w)
 		return
 	}
@@ -141,7 +145,12 @@ func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeDenied(w)
 		return
 	}
+	s.writeToken(w, c, access, refresh)
+}
 
+// writeToken answers a successful token request; refresh may be nil.
+// Callers hold mu.
+func (s *Simulator) writeToken(w http.ResponseWriter, c OAuthClient, access, refresh *token) {
 	resp := tokenResponse{
 		AccessToken: access.value,
 		Scope:       "useraccount",
@@ -160,7 +169,7 @@ func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
 func credentialsInQuery(r *http.Request) bool {
 	q := r.URL.Query()
 	for _, k := range []string{"client_id", "client_secret", "grant_type", "username", "password", "refresh_token",
-		"code", "code_verifier"} {
+		"code", "code_verifier", "assertion"} {
 		if q.Has(k) {
 			return true
 		}

@@ -33,7 +33,8 @@ const (
 
 // defaultGrants are what a classic "OAuth API endpoint for external clients"
 // accepts. client_credentials still needs the system property and an
-// application user.
+// application user. GrantJWTBearer is not among them: it needs a JWT
+// configuration (OAuthClient.JWT), which adds it.
 var defaultGrants = []string{GrantPassword, GrantRefreshToken, GrantClientCredentials, GrantAuthorizationCode}
 
 // Options configure a Simulator. The zero value serves on a random loopback
@@ -52,6 +53,9 @@ type Options struct {
 	// glide.oauth.inbound.client.credential.grant_type.enabled (false on a
 	// real instance until an administrator creates it).
 	ClientCredentialsEnabled bool
+	// JWKSClient fetches the JWKS documents of JWT bearer configurations
+	// (JWTVerifier.JWKSURL); default an http.Client with a 10 s timeout.
+	JWKSClient *http.Client
 	// Logf, if set, receives one line per request. It never receives
 	// secrets or tokens.
 	Logf func(format string, args ...any)
@@ -63,7 +67,8 @@ type OAuthClient struct {
 	ID, Secret string
 	// Grants are the grant_type values the client may use; nil means every
 	// grant a classic registry record allows (password, refresh_token,
-	// authorization_code, client_credentials).
+	// authorization_code, client_credentials), plus GrantJWTBearer when JWT
+	// is set. GrantJWTBearer is refused without JWT whatever Grants says.
 	Grants []string
 	// ApplicationUser is the username of the record's OAuth Application
 	// User. client_credentials needs it (a registered, active user) and
@@ -79,6 +84,21 @@ type OAuthClient struct {
 	// lifespans for this client when non-zero, as the registry record's
 	// fields do.
 	AccessTokenLifespan, RefreshTokenLifespan time.Duration
+	// JWT is the record's JWT bearer configuration (GrantJWTBearer); nil
+	// for a record without one.
+	JWT *JWTVerifier
+}
+
+// accepts reports whether c may use grant.
+func (c OAuthClient) accepts(grant string) bool {
+	if grant == GrantJWTBearer {
+		return c.JWT != nil && (c.Grants == nil || slices.Contains(c.Grants, grant))
+	}
+	grants := c.Grants
+	if grants == nil {
+		grants = defaultGrants
+	}
+	return slices.Contains(grants, grant)
 }
 
 // User is a sys_user record.
@@ -96,6 +116,15 @@ type TokenRequestRecord struct {
 	Time                      time.Time // simulator clock
 	Status                    int       // HTTP status answered; 0 when hung or dropped
 	Fault                     FaultKind // the fault that answered, if any
+	// Rejection says why a jwt-bearer request got its 401, which tells
+	// the client nothing: one of "client" (unknown or inactive client, or
+	// wrong secret), "grant not allowed", "malformed assertion", "alg" (not
+	// RS256 or ES256), "unknown kid", "bad signature", "iss", "aud",
+	// "no exp", "expired", "not yet valid" (nbf), "iat in the future",
+	// "no jti", "jti reused", "unknown user" (sub is no active user),
+	// "jwks fetch failed", "jwks malformed" or "jwks has private keys".
+	// Empty otherwise. It never holds the assertion or a secret.
+	Rejection string
 }
 
 // Simulator is a ServiceNow instance on loopback, speaking HTTPS with its own
@@ -123,6 +152,10 @@ type Simulator struct {
 	sessions        map[sessionKey]*session
 	codes           map[string]*authCode
 	fault           *Fault
+	jwksClient      *http.Client // set once by Start
+	jwksCache       map[string]*jwksEntry
+	jwksFetches     map[string]int
+	jtis            map[string]map[string]time.Time // client ID -> jti -> remembered until
 
 	// logMu guards requests on its own: records are updated while a
 	// response is being written, which serveToken does holding mu.
@@ -176,7 +209,14 @@ func Start(opts Options) (*Simulator, error) {
 		tokens:          map[string]*token{},
 		sessions:        map[sessionKey]*session{},
 		codes:           map[string]*authCode{},
+		jwksClient:      opts.JWKSClient,
+		jwksCache:       map[string]*jwksEntry{},
+		jwksFetches:     map[string]int{},
+		jtis:            map[string]map[string]time.Time{},
 		url:             "https://" + urlHost(ln.Addr()),
+	}
+	if s.jwksClient == nil {
+		s.jwksClient = &http.Client{Timeout: defaultJWKSTimeout}
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/oauth_token.do", s.serveToken)
@@ -278,6 +318,7 @@ func (s *Simulator) AddClient(c OAuthClient) {
 		panic("simulator: OAuthClient without an ID")
 	}
 	c.Grants = slices.Clone(c.Grants)
+	c.JWT = c.JWT.clone()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clients[c.ID] = c
@@ -407,6 +448,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Grant:    r.PostForm.Get("grant_type"),
 			Username: r.PostForm.Get("username"),
 		})
+		r = r.WithContext(context.WithValue(r.Context(), recordKey{}, rec))
 	}
 
 	// The record is updated before the answer leaves, so that a test
@@ -453,6 +495,21 @@ func (s *Simulator) record(r TokenRequestRecord) int {
 	defer s.logMu.Unlock()
 	s.requests = append(s.requests, r)
 	return len(s.requests) - 1
+}
+
+// recordKey holds, in a token request's context, the index of its
+// TokenRequestRecord, for handlers to add what only they know.
+type recordKey struct{}
+
+// updateRecord applies f to r's TokenRequestRecord, if it has one.
+func (s *Simulator) updateRecord(r *http.Request, f func(*TokenRequestRecord)) {
+	rec, ok := r.Context().Value(recordKey{}).(int)
+	if !ok {
+		return
+	}
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	f(&s.requests[rec])
 }
 
 func (s *Simulator) setStatus(rec, status int) {
