@@ -219,6 +219,8 @@ func TestAuthorizationCodeFlowFromRequestedLinkToTokenAndBack(t *testing.T) {
 	g.Expect(st.Authorization.AuthorizedBy).To(Equal(username), "who authorised, as the instance says")
 	g.Expect(st.Authorization.LinkID).To(BeEmpty())
 	g.Expect(st.RefreshTokenExpiresAt.Time).To(BeTemporally("~", time.Now().Add(2*time.Hour), time.Minute))
+	g.Expect(st.Horizons).To(ContainElement(And(HaveField("Kind", snowv1.HorizonRefreshToken), HaveField("At", *st.RefreshTokenExpiresAt))),
+		"the refresh token's end is a horizon too")
 	g.Expect(h.condition("catalog", snowv1.ConditionRefreshTokenExpiring)).To(BeNil())
 	g.Eventually(h.eventReasons, soon, interval).Should(ContainElements("Authorized", "TokenIssued"))
 	g.Expect(h.open(link).body).To(ContainSubstring("was used already"), "a link works once")

@@ -383,7 +383,9 @@ func (r *ServiceNowConnectionReconciler) certify(s *scope, a *servicenow.JWTAsse
 	if err != nil {
 		return err
 	}
+	st.PreviousCertificateNotAfter = nil
 	if same && st.CertificateNotAfter != nil {
+		st.PreviousCertificateNotAfter = st.CertificateNotAfter
 		r.event(s.conn, corev1.EventTypeWarning, "CertificateRenewed", "RequestToken",
 			"the certificate for key %s expires at %s: put the new one (kubectl servicenow jwt-certificate %s) in the instance's JWT verifier map before then",
 			a.KeyID, st.CertificateNotAfter.UTC().Format(time.RFC3339), s.conn.Name)

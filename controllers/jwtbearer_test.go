@@ -350,4 +350,19 @@ func TestJWTBearerRenewsAProvidedKeysCertificateAMonthAheadAndSaysSo(t *testing.
 	h.g.Expect(h.warningNotes()).To(ContainElement(And(ContainSubstring(first.CertificateNotAfter.UTC().Format(time.RFC3339)),
 		ContainSubstring("kubectl servicenow jwt-certificate catalog"))), "the Warning says until when the old one works and how to get the new one")
 	h.g.Expect(h.readyStatus("catalog")()).To(Equal("True/TokenValid"), "the key is the same: tokens keep coming")
+	h.g.Expect(h.condition("catalog", snowv1.ConditionCredentialExpiring)).To(BeNil(), "25 days before the old certificate ends")
+
+	// Within 3 weeks of the old certificate's end, which the instance may
+	// still hold: CredentialExpiring, until it has passed.
+	for _, d := range []time.Duration{5 * 24 * time.Hour, 21 * 24 * time.Hour} {
+		clock.offset.Add(int64(d))
+		h.sim.Advance(d)
+		h.poke(d.String() + " later")
+		if d < 21*24*time.Hour {
+			h.g.Eventually(h.conditionReason("catalog", snowv1.ConditionCredentialExpiring), 20*time.Second).Should(Equal("CertificateExpiresSoon"))
+			h.g.Expect(h.condition("catalog", snowv1.ConditionCredentialExpiring).Message).To(ContainSubstring("kubectl servicenow jwt-certificate catalog"))
+		}
+	}
+	h.g.Eventually(func() *metav1.Condition { return h.condition("catalog", snowv1.ConditionCredentialExpiring) }, 20*time.Second).Should(BeNil(),
+		"the old certificate has ended: the horizon is the new one's, a year on")
 }

@@ -44,16 +44,23 @@ func (k *keptTokens) put(uid types.UID, tok keptToken, now time.Time) {
 			delete(k.m, id)
 		}
 	}
-	if _, ok := k.m[uid]; !ok && len(k.m) >= maxKeptTokens {
-		var first types.UID
-		for id, t := range k.m {
-			if first == "" || t.expiry.Before(k.m[first].expiry) {
-				first = id
-			}
-		}
-		delete(k.m, first)
-	}
+	makeRoom(k.m, uid, func(t keptToken) time.Time { return t.expiry })
 	k.m[uid] = tok
+}
+
+// makeRoom bounds m at maxKeptTokens entries: when it is full and uid is
+// new, the entry that ends first goes.
+func makeRoom[V any](m map[types.UID]V, uid types.UID, end func(V) time.Time) {
+	if _, ok := m[uid]; ok || len(m) < maxKeptTokens {
+		return
+	}
+	var first types.UID
+	for id, v := range m {
+		if first == "" || end(v).Before(end(m[first])) {
+			first = id
+		}
+	}
+	delete(m, first)
 }
 
 // get returns the token kept for uid if it was obtained from these inputs

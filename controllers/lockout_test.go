@@ -90,3 +90,35 @@ func TestMaxRejectionsIsTheConnectionsAndOnlyRejectionsCount(t *testing.T) {
 	g.Eventually(h.conditionReason("orders", snowv1.ConditionRefreshFailed), soon, interval).Should(Equal("InstanceUnavailable"))
 	g.Expect(h.get("orders").Status.PasswordRejections).To(BeEquivalentTo(1), "an outage is no rejection")
 }
+
+// A password login's refresh token serves the later refreshes: the password
+// is sent again only when ServiceNow rejects the refresh token, in the same
+// reconcile, and the connection never fails meanwhile.
+func TestAPasswordLoginsRefreshTokenServesLaterRefreshesAndThePasswordIsSentOnlyWhenItIsRejected(t *testing.T) {
+	h := newHarness(t, 30*time.Minute)
+	g := h.g
+	h.sim.SetRefreshTokenLifespan(time.Hour)
+	d := h.clientCredentials()
+	d["username"], d["password"] = username, password
+	h.credentials("creds", d)
+	h.connection("orders", "creds", snowv1.GrantPassword)
+	passwords, refreshes := h.tokenRequests(simulator.GrantPassword), h.tokenRequests(simulator.GrantRefreshToken)
+	g.Eventually(h.readyStatus("orders"), soon, interval).Should(Equal("True/TokenValid"))
+	g.Expect(passwords()).To(Equal(1))
+
+	h.requestRefresh("orders", "again")
+	g.Eventually(refreshes, soon, interval).Should(Equal(1))
+	g.Eventually(func() string { return h.get("orders").Status.LastHandledRefreshRequest }, soon, interval).Should(Equal("again"))
+	g.Expect(passwords()).To(Equal(1), "the refresh token served the refresh: no password was sent")
+	g.Expect(h.readyStatus("orders")()).To(Equal("True/TokenValid"))
+
+	// The instance's refresh token ends (its lifespan is an hour).
+	h.sim.Advance(2 * time.Hour)
+	h.requestRefresh("orders", "after the refresh token ended")
+	g.Eventually(passwords, soon, interval).Should(Equal(2), "the password is sent once the refresh token is rejected")
+	g.Eventually(func() string { return h.get("orders").Status.LastHandledRefreshRequest }, soon, interval).Should(Equal("after the refresh token ended"))
+	g.Expect(refreshes()).To(Equal(2))
+	g.Expect(h.readyStatus("orders")()).To(Equal("True/TokenValid"))
+	g.Expect(h.condition("orders", snowv1.ConditionRefreshFailed)).To(BeNil(), "a rejected refresh token is no failure while the password works")
+	g.Expect(h.get("orders").Status.PasswordRejections).To(BeZero(), "and no rejection of the password")
+}

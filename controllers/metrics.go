@@ -66,6 +66,9 @@ var (
 	descReauthorize = prometheus.NewDesc("snowauth_connection_reauthorization_required",
 		"1 while an AuthorizationCode connection needs a person to authorise (again): no usable refresh token, or one that expires soon.",
 		connLabels, nil)
+	descCredentialExpiry = prometheus.NewDesc("snowauth_credential_expiry_timestamp_seconds",
+		"When a credential the connection's access token depends on reaches its horizon (status.horizons): a refresh token's end, a certificate's notAfter, a client secret's maximum age (Unix time).",
+		append(connLabels, "kind"), nil)
 	descInfo = prometheus.NewDesc("snowauth_connection_info",
 		"Always 1; labels say which grant and token Secret the connection uses.",
 		append(connLabels, "grant", "token_secret"), nil)
@@ -105,7 +108,7 @@ func (c *ConnectionCollector) leads() bool {
 // Describe implements prometheus.Collector.
 func (c *ConnectionCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descExpiry, descLastRefresh, descNextRefresh, descFailures, descReady, descRefreshFailed,
-		descRefreshTokenExpiry, descReauthorize, descInfo, descLeader, descBuildInfo} {
+		descRefreshTokenExpiry, descReauthorize, descCredentialExpiry, descInfo, descLeader, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -147,6 +150,9 @@ func (c *ConnectionCollector) Collect(ch chan<- prometheus.Metric) {
 				gauge(descRefreshTokenExpiry, float64(st.RefreshTokenExpiresAt.Unix()))
 			}
 			gauge(descReauthorize, boolValue(needsAuthorization(st.Conditions)))
+		}
+		for _, h := range st.Horizons {
+			gauge(descCredentialExpiry, float64(h.At.Unix()), string(h.Kind))
 		}
 		gauge(descInfo, 1, string(conn.Spec.GrantType), conn.TokenSecretName())
 

@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
@@ -178,7 +179,10 @@ func TestAlertsAndDashboardUseOnlyExposedMetrics(t *testing.T) {
 	h := newHarness(t, 30*time.Minute, withAuthorization())
 	g := h.g
 	h.credentials("creds", h.clientCredentials())
-	h.connection("orders", "creds", snowv1.GrantClientCredentials)
+	// A client secret with a maximum age, for the horizon metric.
+	h.connection("orders", "creds", snowv1.GrantClientCredentials, func(c *snowv1.ServiceNowConnection) {
+		c.Spec.ClientSecretMaxAge = &metav1.Duration{Duration: 90 * 24 * time.Hour}
+	})
 	g.Eventually(h.readyStatus("orders"), soon, interval).Should(Equal("True/TokenValid"))
 	// An AuthorizationCode connection waiting for a person, for the
 	// re-authorisation metric.
@@ -187,7 +191,8 @@ func TestAlertsAndDashboardUseOnlyExposedMetrics(t *testing.T) {
 		m := h.scrape()
 		_, expiry := value(m, "snowauth_connection_token_expiry_timestamp_seconds", map[string]string{"name": "orders"})
 		_, reauth := value(m, "snowauth_connection_reauthorization_required", map[string]string{"name": "catalog"})
-		return expiry && reauth
+		_, horizon := value(m, "snowauth_credential_expiry_timestamp_seconds", map[string]string{"name": "orders", "kind": "ClientSecret"})
+		return expiry && reauth && horizon
 	}, soon, interval).Should(BeTrue())
 	exposed := slices.Collect(maps.Keys(h.scrape()))
 

@@ -56,8 +56,10 @@ type ServiceNowConnectionReconciler struct {
 	// written maps a connection to the resourceVersion of the last status
 	// this process wrote (see confirmCacheIsCurrent).
 	written sync.Map
-	// kept holds tokens obtained but not stored yet.
+	// kept holds tokens obtained but not stored yet; held the refresh
+	// tokens password logins returned (lockout.go).
 	kept keptTokens
+	held heldRefreshTokens
 }
 
 // +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections,verbs=get;list;watch
@@ -84,16 +86,17 @@ type scope struct {
 	// authorization to complete.
 	creds, refresh *corev1.Secret
 	handover       *authserver.Handover
-	refreshTaken   bool     // a Secret not the connection's has the refresh-token Secret's name
-	jwt            jwtScope // the JWTBearer grant's signing key
+	refreshTaken   bool              // a Secret not the connection's has the refresh-token Secret's name
+	jwt            jwtScope          // the JWTBearer grant's signing key
+	firstUsed      map[string]string // the token Secret's first-used annotations, once credentials were read (horizons.go)
 	// kept says a token obtained earlier waits in memory to be stored;
 	// storedKept that this reconcile wrote it to the token Secret.
 	kept, storedKept bool
 	// failure is the latest failure: found by this reconcile, or carried over
 	// from status while waiting out a backoff.
 	failure *failure
-	// wake holds further times to look at the connection again (the end of
-	// an authorization link, warning before a refresh token expires).
+	// wake holds further times to look at the connection again (a link's
+	// end, a horizon's warning, a key's rotation).
 	wake []time.Time
 }
 
@@ -219,16 +222,6 @@ func (r *ServiceNowConnectionReconciler) steps(ctx context.Context, s *scope) er
 		r.kept.put(s.conn.UID, kept, s.now)
 	}
 	return r.store(ctx, s, storedToken{accessToken: kept.accessToken, expiry: kept.expiry, instanceURL: kept.instanceURL}, &kept)
-}
-
-// requestToken makes one token request and records it in the metrics.
-func (r *ServiceNowConnectionReconciler) requestToken(ctx context.Context, s *scope, c *credentials.Credentials) (*servicenow.Token, error) {
-	started := time.Now()
-	tok, err := r.Tokens.Token(ctx, servicenow.TokenRequest{
-		Instance: c.Instance, Grant: c.Grant, Scopes: s.conn.Spec.Scopes, Credentials: c.Client,
-	})
-	observeTokenRequest(string(c.Grant), time.Since(started), classify(err))
-	return tok, r.afterTokenRequest(ctx, s, c, tok, err)
 }
 
 // store writes tok to the token Secret. When tok is new (obtained is set),

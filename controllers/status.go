@@ -31,6 +31,9 @@ type statusInput struct {
 	// reauthorize, when not empty, says the refresh token of the
 	// AuthorizationCode grant expires soon (RefreshTokenExpiring).
 	reauthorize string
+	// expiring and its reason, when not empty, say a credential's horizon
+	// is near (CredentialExpiring).
+	expiring, expiringReason string
 }
 
 // conditions computes the connection's conditions: Ready always, and
@@ -83,6 +86,9 @@ func conditions(in statusInput) []metav1.Condition {
 	if in.reauthorize != "" {
 		out = append(out, cond(snowv1.ConditionRefreshTokenExpiring, metav1.ConditionTrue, snowv1.ReasonRefreshTokenExpiresSoon, in.reauthorize))
 	}
+	if in.expiring != "" {
+		out = append(out, cond(snowv1.ConditionCredentialExpiring, metav1.ConditionTrue, in.expiringReason, in.expiring))
+	}
 	return out
 }
 
@@ -102,7 +108,8 @@ func summary(conds []metav1.Condition) (reason, message string) {
 // each (keeping LastTransitionTime when the status did not change) and
 // removes the abnormal-true types that are not desired.
 func setConditions(conds *[]metav1.Condition, desired []metav1.Condition) {
-	for _, t := range []string{snowv1.ConditionRefreshFailed, snowv1.ConditionStalled, snowv1.ConditionReconciling, snowv1.ConditionRefreshTokenExpiring} {
+	for _, t := range []string{snowv1.ConditionRefreshFailed, snowv1.ConditionStalled, snowv1.ConditionReconciling,
+		snowv1.ConditionRefreshTokenExpiring, snowv1.ConditionCredentialExpiring} {
 		if meta.FindStatusCondition(desired, t) == nil {
 			meta.RemoveStatusCondition(conds, t)
 		}
@@ -128,6 +135,7 @@ func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *
 		conn.Status.TokenSecretName = s.secret.Name
 	}
 	reauthorize := r.authorizationStatus(s)
+	expiringReason, expiring := r.horizonStatus(s)
 	setConditions(&conn.Status.Conditions, conditions(statusInput{
 		now:         s.now,
 		generation:  conn.Generation,
@@ -135,7 +143,7 @@ func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *
 		secretName:  conn.TokenSecretName(),
 		expiry:      expiry,
 		failure:     s.failure,
-		reauthorize: reauthorize,
+		reauthorize: reauthorize, expiring: expiring, expiringReason: expiringReason,
 	}))
 	conn.Status.Reason, conn.Status.Message = summary(conn.Status.Conditions)
 	conn.Status.ObservedGeneration = conn.Generation

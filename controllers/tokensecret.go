@@ -129,6 +129,7 @@ func (r *ServiceNowConnectionReconciler) writeTokenSecret(ctx context.Context, s
 		desired.Annotations[k] = v
 	}
 	desired.Annotations[annotationTokenSHA256] = fingerprint(tok.accessToken)
+	keepFirstUsed(s, secret, desired)
 	if s.conn.Spec.TokenSecret.DeletionPolicy == snowv1.TokenSecretRetain {
 		// No owner: the Secret outlives the connection.
 		desired.OwnerReferences = slices.DeleteFunc(desired.OwnerReferences, func(o metav1.OwnerReference) bool {

@@ -31,6 +31,14 @@ const (
 	// spec.authorizationCode.reauthorizeBefore: a person should authorise
 	// again from status.authorizationURL. Polarity: abnormal-true.
 	ConditionRefreshTokenExpiring = "RefreshTokenExpiring"
+
+	// ConditionCredentialExpiring is True while a credential the access
+	// token depends on (status.horizons: a refresh token, a certificate, a
+	// client secret's maximum age) reaches its horizon within
+	// spec.expiryWarning, or has passed it. Its reason names the kind
+	// (RefreshTokenExpiresSoon, CertificateExpiresSoon,
+	// ClientSecretExpiresSoon). Polarity: abnormal-true.
+	ConditionCredentialExpiring = "CredentialExpiring"
 )
 
 // Condition reasons. Failure kinds reported by the ServiceNow client

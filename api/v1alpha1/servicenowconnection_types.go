@@ -53,6 +53,11 @@ const (
 	CredentialsKeyUsername     = "username"
 	CredentialsKeyPassword     = "password"
 	CredentialsKeyRefreshToken = "refresh_token"
+	// CredentialsKeyRefreshTokenExpiresAt optionally says when the
+	// RefreshToken grant's refresh_token stops working (RFC 3339), for
+	// status.horizons; without it snowauth counts
+	// spec.refreshToken.lifespan from when it first used the token.
+	CredentialsKeyRefreshTokenExpiresAt = "refresh_token_expires_at"
 	// CredentialsKeyPrivateKey is the PEM private key (PKCS#8, PKCS#1 or
 	// SEC 1) of the JWTBearer grant with signingKey Provided;
 	// CredentialsKeyKeyID optionally names it (the JWT header's kid).
@@ -274,6 +279,53 @@ type PasswordSpec struct {
 	MaxRejections *int32 `json:"maxRejections,omitempty"`
 }
 
+// RefreshTokenSpec tunes the RefreshToken grant.
+type RefreshTokenSpec struct {
+	// lifespan is the Refresh Token Lifespan of the OAuth client's registry
+	// record, which no ServiceNow response states. When the credentials
+	// Secret has no refresh_token_expires_at key, snowauth counts it from
+	// when it first used the refresh token: the token may be older, so it
+	// may stop working sooner. Default 2400h (100 days).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="refreshToken.lifespan must be at least 1h"
+	Lifespan *metav1.Duration `json:"lifespan,omitempty"`
+}
+
+// HorizonKind names a credential upstream of the access token.
+type HorizonKind string
+
+// The credentials whose deadlines status.horizons tracks.
+const (
+	// HorizonRefreshToken: the refresh token of the RefreshToken or
+	// AuthorizationCode grant, which ServiceNow never extends.
+	HorizonRefreshToken HorizonKind = "RefreshToken"
+	// HorizonClientSecret: the client secret reaches
+	// spec.clientSecretMaxAge, counted from when snowauth first used it.
+	HorizonClientSecret HorizonKind = "ClientSecret"
+	// HorizonCertificate: the JWTBearer grant's certificate for a provided
+	// key reaches its notAfter.
+	HorizonCertificate HorizonKind = "Certificate"
+)
+
+// Horizon is a deadline of a credential the access token depends on: past
+// it, no new access token can be had until a person acts.
+type Horizon struct {
+	// kind is RefreshToken, ClientSecret or Certificate.
+	// +required
+	Kind HorizonKind `json:"kind"`
+	// at is when the credential stops working (or, for ClientSecret, is
+	// due for rotation).
+	// +required
+	At metav1.Time `json:"at"`
+	// source says how snowauth knows: a key of the credentials Secret, or
+	// a lifespan counted from a time it names.
+	// +required
+	// +kubebuilder:validation:MaxLength=512
+	Source string `json:"source"`
+}
+
 // JWTAlgorithm is the JWS algorithm of the JWTBearer grant's assertions.
 // +kubebuilder:validation:Enum=RS256;ES256
 type JWTAlgorithm string
@@ -409,6 +461,10 @@ type JWTBearerStatus struct {
 	Certificate string `json:"certificate,omitempty"`
 	// +optional
 	CertificateNotAfter *metav1.Time `json:"certificateNotAfter,omitempty"`
+	// previousCertificateNotAfter is when the certificate before a renewal
+	// ends: an instance's verifier map may hold it until then.
+	// +optional
+	PreviousCertificateNotAfter *metav1.Time `json:"previousCertificateNotAfter,omitempty"`
 }
 
 // PublishedKey is one public key in a connection's JWKS document.
@@ -442,6 +498,7 @@ type PublishedKey struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.tokenSecret) || !has(self.tokenSecret.name) || self.tokenSecret.name != self.credentialsSecretRef.name",message="tokenSecret.name must differ from credentialsSecretRef.name: snowauth would overwrite the credentials with the token"
 // +kubebuilder:validation:XValidation:rule="!has(self.authorizationCode) || self.grantType == 'AuthorizationCode'",message="authorizationCode applies only to grantType AuthorizationCode"
 // +kubebuilder:validation:XValidation:rule="!has(self.jwtBearer) || self.grantType == 'JWTBearer'",message="jwtBearer applies only to grantType JWTBearer"
+// +kubebuilder:validation:XValidation:rule="!has(self.refreshToken) || self.grantType == 'RefreshToken'",message="refreshToken applies only to grantType RefreshToken"
 type ServiceNowConnectionSpec struct {
 	// credentialsSecretRef names the Secret, in this namespace, that holds the
 	// OAuth client of the ServiceNow instance: keys instance (an instance name
@@ -485,6 +542,29 @@ type ServiceNowConnectionSpec struct {
 	// +optional
 	JWTBearer *JWTBearerSpec `json:"jwtBearer,omitempty"`
 
+	// refreshToken tunes the RefreshToken grant.
+	// +optional
+	RefreshToken *RefreshTokenSpec `json:"refreshToken,omitempty"`
+
+	// clientSecretMaxAge, when set, is how long a client secret may be used
+	// before it should be rotated, counted from when snowauth first used
+	// it (ServiceNow does not say when it was made): a horizon like a
+	// refresh token's end.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('24h')",message="clientSecretMaxAge must be at least 24h"
+	ClientSecretMaxAge *metav1.Duration `json:"clientSecretMaxAge,omitempty"`
+
+	// expiryWarning is how long before a credential's horizon snowauth
+	// reports CredentialExpiring (status.horizons). Default 504h (3 weeks,
+	// as the shipped alert SnowauthCredentialExpiring).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="expiryWarning must be at least 1h"
+	ExpiryWarning *metav1.Duration `json:"expiryWarning,omitempty"`
+
 	// refreshBefore is how long before the token expires snowauth refreshes
 	// it, as a duration such as "10m". Between 1m and 24h. By default snowauth
 	// refreshes when two thirds of the token's lifetime have passed (10
@@ -513,15 +593,16 @@ type ServiceNowConnectionStatus struct {
 	// conditions: Ready is always present and True while the token Secret
 	// holds a valid token; RefreshFailed (the latest token request or write
 	// failed), Stalled (a person must act), Reconciling (a first token or a
-	// retry is under way) and RefreshTokenExpiring (AuthorizationCode: authorise
-	// again soon) are present only while true. Each reason, and what to do
+	// retry is under way), RefreshTokenExpiring (AuthorizationCode: authorise
+	// again soon) and CredentialExpiring (a horizon is near) are present
+	// only while true. Each reason, and what to do
 	// about it, is listed in snowauth's README under "Status and what to do".
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	// +patchStrategy=merge
 	// +patchMergeKey=type
-	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:MaxItems=10
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 
 	// reason is the one word a person acts on: the RefreshFailed reason while
@@ -592,9 +673,20 @@ type ServiceNowConnectionStatus struct {
 
 	// refreshTokenExpiresAt is when the stored refresh token stops working
 	// (AuthorizationCode grant): the authorization time plus
-	// spec.authorizationCode.refreshTokenLifespan.
+	// spec.authorizationCode.refreshTokenLifespan. status.horizons holds it
+	// too; this field goes with the next API version.
 	// +optional
 	RefreshTokenExpiresAt *metav1.Time `json:"refreshTokenExpiresAt,omitempty"`
+
+	// horizons are the deadlines of the credentials the access token
+	// depends on (a refresh token's end, a certificate's notAfter, a
+	// client secret's maximum age), as far as snowauth knows or is told.
+	// CredentialExpiring is True within spec.expiryWarning of the first.
+	// +optional
+	// +listType=map
+	// +listMapKey=kind
+	// +kubebuilder:validation:MaxItems=3
+	Horizons []Horizon `json:"horizons,omitempty"`
 
 	// jwtBearer is the JWTBearer grant's signing keys: the JWKS URL, the
 	// active and published keys, or the provided key's certificate.

@@ -71,6 +71,11 @@ func TestEveryGrantWithAllOptionalFieldsIsAccepted(t *testing.T) {
 			conn.Spec.GrantType = grant
 			conn.Spec.Scopes = []string{"useraccount", "x_acme.read"}
 			conn.Spec.RefreshBefore = &metav1.Duration{Duration: 15 * time.Minute}
+			conn.Spec.ClientSecretMaxAge = &metav1.Duration{Duration: 180 * 24 * time.Hour}
+			conn.Spec.ExpiryWarning = &metav1.Duration{Duration: 14 * 24 * time.Hour}
+			if grant == snowv1.GrantRefreshToken {
+				conn.Spec.RefreshToken = &snowv1.RefreshTokenSpec{Lifespan: &metav1.Duration{Duration: 2400 * time.Hour}}
+			}
 			conn.Spec.Suspend = true
 			if grant == snowv1.GrantAuthorizationCode {
 				conn.Spec.AuthorizationCode = &snowv1.AuthorizationCodeSpec{
@@ -376,6 +381,33 @@ func TestAdmissionRejectsBadInputWithAClearMessage(t *testing.T) {
 			connName: strings.Repeat("a", 241),
 			mutate:   func(c *snowv1.ServiceNowConnection) { c.Spec.GrantType = snowv1.GrantJWTBearer },
 			message:  "too long for the signing-keys Secret",
+		},
+		{
+			name: "rejects refreshToken settings on another grant",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.RefreshToken = &snowv1.RefreshTokenSpec{Lifespan: &metav1.Duration{Duration: 2400 * time.Hour}}
+			},
+			message: "refreshToken applies only to grantType RefreshToken",
+		},
+		{
+			name: "rejects a refresh token lifespan under an hour",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.GrantType = snowv1.GrantRefreshToken
+				c.Spec.RefreshToken = &snowv1.RefreshTokenSpec{Lifespan: &metav1.Duration{Duration: time.Minute}}
+			},
+			message: "refreshToken.lifespan must be at least 1h",
+		},
+		{
+			name: "rejects a client secret maximum age under a day",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.ClientSecretMaxAge = &metav1.Duration{Duration: time.Hour}
+			},
+			message: "clientSecretMaxAge must be at least 24h",
+		},
+		{
+			name:    "rejects an expiry warning under an hour",
+			mutate:  func(c *snowv1.ServiceNowConnection) { c.Spec.ExpiryWarning = &metav1.Duration{Duration: time.Minute} },
+			message: "expiryWarning must be at least 1h",
 		},
 		{
 			name:    "rejects a zero refreshBefore",

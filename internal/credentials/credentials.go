@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,6 +44,9 @@ type Credentials struct {
 	Client servicenow.Credentials
 	// Version is the credentials Secret's resourceVersion.
 	Version string
+	// RefreshTokenExpiresAt is the refresh_token_expires_at key (the
+	// RefreshToken grant), when the Secret has it.
+	RefreshTokenExpiresAt *time.Time
 }
 
 // Get reads conn's credentials Secret from r, which should be an uncached
@@ -108,6 +112,14 @@ func Parse(conn *snowv1.ServiceNowConnection, secret *corev1.Secret, resolver Re
 			RefreshToken: values[snowv1.CredentialsKeyRefreshToken],
 		},
 		Version: secret.ResourceVersion,
+	}
+	if v, ok := secret.Data[snowv1.CredentialsKeyRefreshTokenExpiresAt]; ok && conn.Spec.GrantType == snowv1.GrantRefreshToken {
+		at, err := time.Parse(time.RFC3339, strings.TrimSpace(string(v)))
+		if err != nil {
+			return nil, &Error{Reason: snowv1.ReasonCredentialsInvalid,
+				Message: fmt.Sprintf("key %q of credentials Secret %s is not an RFC 3339 time such as 2027-03-01T00:00:00Z", snowv1.CredentialsKeyRefreshTokenExpiresAt, name)}
+		}
+		c.RefreshTokenExpiresAt = &at
 	}
 	if grant == servicenow.GrantJWTBearer {
 		if c.Client.JWT, err = assertion(conn, values); err != nil {

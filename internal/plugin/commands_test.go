@@ -269,3 +269,19 @@ func TestRefreshWaitStopsWhenAnotherRequestReplacesIt(t *testing.T) {
 	g.Expect(r.err).To(MatchError(ContainSubstring(
 		"another refresh request (servicenow.snowauth.dev/refresh-requested-at=someone-else) replaced this one")))
 }
+
+func TestStatusShowsEachCredentialsHorizonAndHowSnowauthKnowsIt(t *testing.T) {
+	g := NewWithT(t)
+	ns := env.Namespace(t)
+	conn := createConnection(g, ns, "orders")
+	st := readyStatus("orders-token")
+	st.Horizons = []snowv1.Horizon{{Kind: snowv1.HorizonRefreshToken, At: *at(10 * 24 * time.Hour),
+		Source: "key refresh_token_expires_at of credentials Secret orders-credentials"}}
+	setStatus(g, conn, st)
+
+	r := kubectlServicenow(kubeconfig(t, "default"), t0, "status", "orders", "-n", ns)
+
+	g.Expect(r.err).NotTo(HaveOccurred())
+	g.Expect(r.stdout).To(ContainSubstring("Failures:      none since the last success\n" +
+		"Horizon:       RefreshToken ends in 10d (2030-01-12T10:00:00Z) (key refresh_token_expires_at of credentials Secret orders-credentials)\n"))
+}

@@ -100,6 +100,10 @@ func RenderStatus(w io.Writer, v StatusView, now time.Time, opts RenderOptions) 
 	if c.Spec.GrantType == snowv1.GrantJWTBearer {
 		summary = append(summary, jwtBearerRows(c, now)...)
 	}
+	for _, h := range st.Horizons {
+		// A credential the token is made from, and when it ends.
+		summary = append(summary, []string{"Horizon:", string(h.Kind) + " ends " + when(&h.At, now) + " (" + oneLine(h.Source) + ")"})
+	}
 	if req := c.Annotations[snowv1.AnnotationRefreshRequestedAt]; req != "" {
 		state := "handled"
 		if req != st.LastHandledRefreshRequest {

@@ -104,6 +104,44 @@ func TestCredentialsAlertNamesTheBrokenConnectionsNamespaceBehindTheOperatorsRel
 	g.Eventually(func() []alert { return prom.alerts(t, "SnowauthCredentialsRejected") }, eventually, interval).Should(BeEmpty())
 }
 
+// A refresh token whose end the credentials Secret states, 10 days ahead:
+// the manager's horizon metric, scraped by a real Prometheus, fires the
+// shipped alert weeks before the connection would fail, while it is Ready.
+func TestCredentialExpiringAlertFiresWeeksBeforeARefreshTokenEnds(t *testing.T) {
+	g, ctx := NewWithT(t), context.Background()
+	sim, err := simulator.Start(simulator.Options{AccessTokenLifespan: 30 * time.Minute})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(sim.Close)
+	sim.AddUser(simulator.User{Username: appUser, Password: "unused"})
+	sim.AddClient(simulator.OAuthClient{ID: clientID, Secret: clientSecret})
+	rt, err := sim.IssueRefreshToken(clientID, appUser)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	release, team := env.Namespace(t), env.Namespace(t)
+	end := time.Now().Add(10 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: team, Name: "creds"}, StringData: map[string]string{
+		"instance": sim.LocalhostURL(), "client_id": clientID, "client_secret": clientSecret,
+		"refresh_token": rt, "refresh_token_expires_at": end,
+	}})).To(Succeed())
+	g.Expect(env.Client.Create(ctx, &snowv1.ServiceNowConnection{
+		ObjectMeta: metav1.ObjectMeta{Namespace: team, Name: "orders"},
+		Spec:       snowv1.ServiceNowConnectionSpec{GrantType: snowv1.GrantRefreshToken, CredentialsSecretRef: snowv1.SecretReference{Name: "creds"}},
+	})).To(Succeed())
+
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	g.Expect(os.WriteFile(caFile, sim.CACertPEM(), 0o600)).To(Succeed())
+	prom := startPrometheus(t, release, []target{startManager(t, release, "snowauth-controller-manager-0", caFile)}, shortenedRules(t, 5*time.Second))
+
+	g.Eventually(func() []alert { return prom.alerts(t, "SnowauthCredentialExpiring") }, eventually, interval).Should(ConsistOf(
+		alert{State: "firing", Labels: map[string]string{
+			"alertname": "SnowauthCredentialExpiring", "severity": "warning",
+			"namespace": team, "name": "orders", "kind": "RefreshToken",
+		}},
+	))
+	g.Expect(prom.query(t, `max(snowauth_connection_ready{namespace="`+team+`", status="True"})`)).To(Equal(1.0), "the connection works meanwhile")
+	g.Expect(prom.alerts(t, "SnowauthConnectionNotReady")).To(BeEmpty())
+}
+
 // target is one manager replica as the Prometheus Operator's service
 // discovery would find it behind the metrics Service.
 type target struct {

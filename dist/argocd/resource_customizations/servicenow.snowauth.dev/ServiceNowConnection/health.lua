@@ -93,8 +93,12 @@ if ready.status == "True" then
       messageOf(refreshFailed, "see the RefreshFailed condition")
   end
   local expiring = condition(conditions, "RefreshTokenExpiring")
+  if not isTrue(expiring) then
+    -- The same refresh token's end, when both are true: say it once.
+    expiring = condition(conditions, "CredentialExpiring")
+  end
   if isTrue(expiring) then
-    hs.message = hs.message .. "; " .. messageOf(expiring, "the refresh token expires soon: authorise again")
+    hs.message = hs.message .. "; " .. messageOf(expiring, "a credential expires soon")
   end
   return hs
 end
