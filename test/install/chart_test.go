@@ -75,6 +75,7 @@ func TestChartRunsTheManagerWithTheFlagsOfItsValues(t *testing.T) {
 			"--kube-api-qps=100",
 			"--kube-api-burst=200",
 			"--zap-log-level=info",
+			"--memory-limit=$(MEMORY_LIMIT)",
 		}))
 	})
 	t.Run("every option", func(t *testing.T) {
@@ -95,11 +96,15 @@ func TestChartRunsTheManagerWithTheFlagsOfItsValues(t *testing.T) {
 			"--authorization-key-secret=snowauth-link-key",
 			"--authorization-link-ttl=20m",
 			"--zap-log-level=debug",
+			"--memory-limit=$(MEMORY_LIMIT)",
 			"--zap-encoder=console",
 		}))
 		c := managerContainer(t, objs)
 		g.Expect(c["image"]).To(Equal("registry.example.com/snowauth/manager@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
 		g.Expect(c["env"]).To(ContainElement(HaveKeyWithValue("name", "HTTPS_PROXY")))
+		g.Expect(c["env"]).To(ContainElement(And(HaveKeyWithValue("name", "MEMORY_LIMIT"),
+			HaveKeyWithValue("valueFrom", HaveKeyWithValue("resourceFieldRef", HaveKeyWithValue("resource", "limits.memory"))))),
+			"the Go runtime's soft limit follows the container's")
 		g.Expect(c["ports"]).To(ContainElement(And(HaveKeyWithValue("name", "metrics"), HaveKeyWithValue("containerPort", BeEquivalentTo(9443)))))
 		pod := field(managerDeployment(t, objs), "spec", "template", "spec").(map[string]any)
 		g.Expect(pod).To(HaveKeyWithValue("priorityClassName", "snowauth-ci-critical"))
