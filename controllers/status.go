@@ -31,11 +31,16 @@ type statusInput struct {
 	// reauthorize, when not empty, says the refresh token of the
 	// AuthorizationCode grant expires soon (RefreshTokenExpiring).
 	reauthorize string
+	// probePaths are spec.probe's paths and probe what the latest probe
+	// found (Authorized, probe.go).
+	probePaths []string
+	probe      *snowv1.ProbeStatus
 }
 
-// conditions computes the connection's conditions: Ready always, and
-// RefreshFailed, Stalled and Reconciling only while they are true. Messages
-// hold absolute times, never "in 5m", so an unchanged state writes nothing.
+// conditions computes the connection's conditions: Ready always,
+// RefreshFailed, Stalled, Reconciling and RefreshTokenExpiring only while
+// they are true, and Authorized while spec.probe is set. Messages hold
+// absolute times, never "in 5m", so an unchanged state writes nothing.
 func conditions(in statusInput) []metav1.Condition {
 	cond := func(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
 		return metav1.Condition{
@@ -83,6 +88,9 @@ func conditions(in statusInput) []metav1.Condition {
 	if in.reauthorize != "" {
 		out = append(out, cond(snowv1.ConditionRefreshTokenExpiring, metav1.ConditionTrue, snowv1.ReasonRefreshTokenExpiresSoon, in.reauthorize))
 	}
+	if status, reason, msg := probeOutcome(in.probePaths, in.probe); status != "" {
+		out = append(out, cond(snowv1.ConditionAuthorized, status, reason, msg))
+	}
 	return out
 }
 
@@ -100,9 +108,11 @@ func summary(conds []metav1.Condition) (reason, message string) {
 
 // setConditions makes conn's conditions the desired ones: it adds or updates
 // each (keeping LastTransitionTime when the status did not change) and
-// removes the abnormal-true types that are not desired.
+// removes the types present only at times (all but Ready) that are not
+// desired.
 func setConditions(conds *[]metav1.Condition, desired []metav1.Condition) {
-	for _, t := range []string{snowv1.ConditionRefreshFailed, snowv1.ConditionStalled, snowv1.ConditionReconciling, snowv1.ConditionRefreshTokenExpiring} {
+	for _, t := range []string{snowv1.ConditionRefreshFailed, snowv1.ConditionStalled, snowv1.ConditionReconciling,
+		snowv1.ConditionRefreshTokenExpiring, snowv1.ConditionAuthorized} {
 		if meta.FindStatusCondition(desired, t) == nil {
 			meta.RemoveStatusCondition(conds, t)
 		}
@@ -128,6 +138,12 @@ func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *
 		conn.Status.TokenSecretName = s.secret.Name
 	}
 	reauthorize := r.authorizationStatus(s)
+	var probePaths []string
+	if p := conn.Spec.Probe; p != nil {
+		probePaths = p.Paths
+	} else {
+		conn.Status.Probe = nil
+	}
 	setConditions(&conn.Status.Conditions, conditions(statusInput{
 		now:         s.now,
 		generation:  conn.Generation,
@@ -136,6 +152,8 @@ func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *
 		expiry:      expiry,
 		failure:     s.failure,
 		reauthorize: reauthorize,
+		probePaths:  probePaths,
+		probe:       conn.Status.Probe,
 	}))
 	conn.Status.Reason, conn.Status.Message = summary(conn.Status.Conditions)
 	conn.Status.ObservedGeneration = conn.Generation
