@@ -2,7 +2,10 @@ package servicenow_test
 
 import (
 	"context"
+	"maps"
+	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -242,4 +245,49 @@ func TestIsTableList(t *testing.T) {
 	g.Expect(servicenow.IsTableList("/api/now/table/incident/0123456789abcdef0123456789abcdef")).To(BeFalse())
 	g.Expect(servicenow.IsTableList("/api/now/ui/user/current_user")).To(BeFalse())
 	g.Expect(servicenow.IsTableList("/api/x_acme/table/incident")).To(BeFalse())
+}
+
+// TestProbeMessagesAreSafeWhateverTheInstanceAnswers: random error answers
+// to a probe, built from the token's encodings, markup and random bytes, give
+// bounded, printable messages without the token, as for token requests.
+func TestProbeMessagesAreSafeWhateverTheInstanceAnswers(t *testing.T) {
+	const seed = 20260502
+	rng := rand.New(rand.NewPCG(seed, seed))
+	forms := secretEncodings(hostileSecret)
+	formNames := slices.Sorted(maps.Keys(forms))
+	pieces := []string{"Missing required api access scope", " ", "%", `\`, "&amp;", "<b>", `"`, "\x00", "\r\n", "é", "\xff", strings.Repeat("z", 300)}
+	randomText := func() string {
+		var b strings.Builder
+		for range rng.IntN(6) {
+			if rng.IntN(2) == 0 {
+				b.WriteString(forms[formNames[rng.IntN(len(formNames))]])
+			} else {
+				b.WriteString(pieces[rng.IntN(len(pieces))])
+			}
+		}
+		return b.String()
+	}
+	statuses := []int{200, 302, 400, 401, 403, 404, 408, 429, 500, 503}
+	contentTypes := []string{jsonType, "text/html", "text/plain", "", "application/" + forms["raw base64url"]}
+
+	f := newFixture(t, simulator.Options{})
+	for i := range 200 {
+		body := `{"error":{"message":` + jsonText(randomText()) + `,"detail":` + jsonText(randomText()) + `},"status":"failure"}`
+		if rng.IntN(3) == 0 {
+			body = randomText()
+		}
+		fault := simulator.Fault{Kind: simulator.FaultResponse, Status: statuses[rng.IntN(len(statuses))],
+			ContentType: contentTypes[rng.IntN(len(contentTypes))], Body: body}
+		f.sim.SetFault(fault)
+
+		_, err := f.client.Probe(context.Background(), f.base, hostileSecret, "/api/now/table/incident?sysparm_limit=1")
+
+		if err == nil {
+			continue // a 2xx that is not an HTML page is a success; nothing is quoted
+		}
+		expectSafeMessage(NewWithT(t), err, []string{hostileSecret})
+		if t.Failed() {
+			t.Fatalf("case %d (seed %d): %+v gave %q", i, seed, fault, err.Error())
+		}
+	}
 }
