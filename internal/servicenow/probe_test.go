@@ -2,6 +2,7 @@ package servicenow_test
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -76,8 +77,8 @@ func TestProbe(t *testing.T) {
 		g.Expect(servicenow.KindOf(err)).To(Equal(servicenow.KindAuthenticationFailed))
 		g.Expect(res.StatusCode).To(Equal(http.StatusForbidden))
 		var se *servicenow.Error
-		g.Expect(err).To(BeAssignableToTypeOf(se))
-		g.Expect(err.(*servicenow.Error).StatusCode).To(Equal(http.StatusForbidden))
+		g.Expect(errors.As(err, &se)).To(BeTrue())
+		g.Expect(se.StatusCode).To(Equal(http.StatusForbidden))
 		g.Expect(err.Error()).To(ContainSubstring(`HTTP 403, error "Missing required api access scope"`))
 	})
 
@@ -109,7 +110,9 @@ func TestProbe(t *testing.T) {
 		res, err := f.client.Probe(context.Background(), f.base, token, incident)
 
 		g.Expect(servicenow.KindOf(err)).To(Equal(servicenow.KindRateLimited))
-		g.Expect(err.(*servicenow.Error).RetryAfter).To(BeNumerically(">", 0))
+		var se *servicenow.Error
+		g.Expect(errors.As(err, &se)).To(BeTrue())
+		g.Expect(se.RetryAfter).To(BeNumerically(">", 0))
 		g.Expect(err.Error()).To(ContainSubstring("Rate limit exceeded"))
 		g.Expect(res.RateLimit.Limit).To(Equal(2), "a 429 carries the headers too")
 	})
