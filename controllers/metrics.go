@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +12,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
+	"github.com/snowauth/snowauth/internal/servicenow"
 	"github.com/snowauth/snowauth/internal/version"
 )
 
@@ -28,10 +30,26 @@ var (
 		Help:    "Time taken by token requests to ServiceNow, by result.",
 		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 	}, []string{"result"})
+
+	// No path label: paths are user input, and a label of them would let
+	// any connection add series to the manager for good.
+	probeRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "snowauth_probe_requests_total",
+		Help: "Authorization probe requests (GET of a spec.probe path with a new token), by result (authorized, unauthorized, forbidden, failed) and, when failed, the failure kind.",
+	}, []string{"result", "reason"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(tokenRequests, tokenRequestDuration)
+	ctrlmetrics.Registry.MustRegister(tokenRequests, tokenRequestDuration, probeRequests)
+}
+
+// observeProbe counts one probe request that ended in result, with err.
+func observeProbe(result snowv1.ProbeResult, err error) {
+	reason := ""
+	if result == snowv1.ProbeFailed {
+		reason = string(servicenow.KindOf(err))
+	}
+	probeRequests.WithLabelValues(strings.ToLower(string(result)), reason).Inc()
 }
 
 // observeTokenRequest records one token request's outcome.
@@ -69,6 +87,15 @@ var (
 	descCredentialExpiry = prometheus.NewDesc("snowauth_credential_expiry_timestamp_seconds",
 		"When a credential the connection's access token depends on reaches its horizon (status.horizons): a refresh token's end, a certificate's notAfter, a client secret's maximum age (Unix time).",
 		append(connLabels, "kind"), nil)
+	descProbeAuthorized = prometheus.NewDesc("snowauth_connection_probe_authorized",
+		"1 while every spec.probe path answered the connection's latest token with 2xx (Authorized True), 0 while one did not (Authorized False); absent without spec.probe and until a token was probed.",
+		connLabels, nil)
+	descRateLimit = prometheus.NewDesc("snowauth_connection_ratelimit_limit",
+		"Requests per hour that the instance's rate limit rule (X-RateLimit-Rule, label rule) allows the connection's user (X-RateLimit-Limit), as the latest probe saw it; absent when no rule matched. ServiceNow reports no count of the requests left.",
+		append(connLabels, "rule"), nil)
+	descRateLimitReset = prometheus.NewDesc("snowauth_connection_ratelimit_reset_timestamp_seconds",
+		"When the rate limit rule's hourly count starts again (X-RateLimit-Reset, Unix time), as the latest probe saw it.",
+		append(connLabels, "rule"), nil)
 	descInfo = prometheus.NewDesc("snowauth_connection_info",
 		"Always 1; labels say which grant and token Secret the connection uses.",
 		append(connLabels, "grant", "token_secret"), nil)
@@ -108,7 +135,8 @@ func (c *ConnectionCollector) leads() bool {
 // Describe implements prometheus.Collector.
 func (c *ConnectionCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descExpiry, descLastRefresh, descNextRefresh, descFailures, descReady, descRefreshFailed,
-		descRefreshTokenExpiry, descReauthorize, descCredentialExpiry, descInfo, descLeader, descBuildInfo} {
+		descRefreshTokenExpiry, descReauthorize, descCredentialExpiry, descProbeAuthorized, descRateLimit, descRateLimitReset,
+		descInfo, descLeader, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -172,7 +200,35 @@ func (c *ConnectionCollector) Collect(ch chan<- prometheus.Metric) {
 		} else {
 			gauge(descRefreshFailed, 0, "")
 		}
+		if a := meta.FindStatusCondition(st.Conditions, snowv1.ConditionAuthorized); a != nil && a.Status != metav1.ConditionUnknown {
+			gauge(descProbeAuthorized, boolValue(a.Status == metav1.ConditionTrue))
+		}
+		for _, rl := range rateLimits(st.Probe) {
+			if rl.Limit > 0 {
+				gauge(descRateLimit, float64(rl.Limit), rl.Rule)
+			}
+			if rl.ResetAt != nil {
+				gauge(descRateLimitReset, float64(rl.ResetAt.Unix()), rl.Rule)
+			}
+		}
 	}
+}
+
+// rateLimits are the rate limit rules the latest probe's answers named,
+// each once (the first path's answer for a rule counts).
+func rateLimits(p *snowv1.ProbeStatus) []snowv1.RateLimitStatus {
+	if p == nil {
+		return nil
+	}
+	var out []snowv1.RateLimitStatus
+	seen := map[string]bool{}
+	for _, path := range p.Paths {
+		if rl := path.RateLimit; rl != nil && !seen[rl.Rule] {
+			seen[rl.Rule] = true
+			out = append(out, *rl)
+		}
+	}
+	return out
 }
 
 // needsAuthorization says a person must authorise an AuthorizationCode

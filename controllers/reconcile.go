@@ -21,12 +21,14 @@ import (
 	"github.com/snowauth/snowauth/internal/servicenow"
 )
 
-// TokenSource obtains tokens from ServiceNow. *servicenow.Client implements
-// it; the reconciler needs nothing else from ServiceNow.
+// TokenSource obtains tokens from ServiceNow, and asks whom and what they
+// serve (probe.go). *servicenow.Client implements it; the reconciler needs
+// nothing else from ServiceNow.
 type TokenSource interface {
 	ResolveInstance(instance string) (servicenow.Instance, error)
 	Token(ctx context.Context, req servicenow.TokenRequest) (*servicenow.Token, error)
 	CurrentUser(ctx context.Context, instance servicenow.Instance, accessToken string) (servicenow.User, error)
+	Probe(ctx context.Context, instance servicenow.Instance, accessToken, path string) (servicenow.ProbeResult, error)
 }
 
 // ServiceNowConnectionReconciler keeps each connection's token Secret holding
@@ -242,11 +244,7 @@ func (r *ServiceNowConnectionReconciler) store(ctx context.Context, s *scope, to
 	firstToken, recovered := st.LastRefreshTime == nil, st.ConsecutiveFailures > 0
 	st.LastRefreshTime = &metav1.Time{Time: obtained.obtained.Truncate(time.Second)}
 	st.ConsecutiveFailures, st.PasswordRejections = 0, 0
-	var refreshBefore *time.Duration
-	if rb := s.conn.Spec.RefreshBefore; rb != nil {
-		refreshBefore = &rb.Duration
-	}
-	next := refreshTime(obtained.obtained, tok.expiry, refreshBefore, r.jitter())
+	next := refreshTime(obtained.obtained, tok.expiry, refreshBefore(s.conn), r.jitter())
 	st.NextRefreshTime = &metav1.Time{Time: next.Truncate(time.Second)}
 	s.failure = nil
 	expires := tok.expiry.UTC().Format(time.RFC3339)
@@ -258,6 +256,7 @@ func (r *ServiceNowConnectionReconciler) store(ctx context.Context, s *scope, to
 		r.event(s.conn, corev1.EventTypeNormal, "TokenRefreshed", "RequestToken",
 			"stored a token from %s after earlier failures; it expires at %s", tok.instanceURL, expires)
 	}
+	r.probe(ctx, s, tok) // spec.probe: what the token may do; never a token failure
 	return nil
 }
 

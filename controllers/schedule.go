@@ -4,6 +4,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 )
 
 // Scheduling constants. They are deliberately not flags: they encode how
@@ -26,6 +28,14 @@ const (
 // Jitter returns a random duration in [0, max). Production uses
 // rand.N; tests pass a fixed function.
 type Jitter func(max time.Duration) time.Duration
+
+// refreshBefore is the connection's spec.refreshBefore, nil when unset.
+func refreshBefore(conn *snowv1.ServiceNowConnection) *time.Duration {
+	if rb := conn.Spec.RefreshBefore; rb != nil {
+		return &rb.Duration
+	}
+	return nil
+}
 
 // refreshTime is when a token issued at issued and expiring at expiry should
 // be refreshed: two thirds into its lifetime, or refreshBefore ahead of its

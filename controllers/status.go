@@ -34,11 +34,17 @@ type statusInput struct {
 	// expiring and its reason, when not empty, say a credential's horizon
 	// is near (CredentialExpiring).
 	expiring, expiringReason string
+	// probePaths are spec.probe's paths and probe what the latest probe
+	// found (Authorized, probe.go).
+	probePaths []string
+	probe      *snowv1.ProbeStatus
 }
 
-// conditions computes the connection's conditions: Ready always, and
-// RefreshFailed, Stalled and Reconciling only while they are true. Messages
-// hold absolute times, never "in 5m", so an unchanged state writes nothing.
+// conditions computes the connection's conditions: Ready always,
+// RefreshFailed, Stalled, Reconciling, RefreshTokenExpiring and
+// CredentialExpiring only while they are true, and Authorized while
+// spec.probe is set. Messages hold
+// absolute times, never "in 5m", so an unchanged state writes nothing.
 func conditions(in statusInput) []metav1.Condition {
 	cond := func(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
 		return metav1.Condition{
@@ -89,6 +95,9 @@ func conditions(in statusInput) []metav1.Condition {
 	if in.expiring != "" {
 		out = append(out, cond(snowv1.ConditionCredentialExpiring, metav1.ConditionTrue, in.expiringReason, in.expiring))
 	}
+	if status, reason, msg := probeOutcome(in.probePaths, in.probe); status != "" {
+		out = append(out, cond(snowv1.ConditionAuthorized, status, reason, msg))
+	}
 	return out
 }
 
@@ -106,10 +115,11 @@ func summary(conds []metav1.Condition) (reason, message string) {
 
 // setConditions makes conn's conditions the desired ones: it adds or updates
 // each (keeping LastTransitionTime when the status did not change) and
-// removes the abnormal-true types that are not desired.
+// removes the types present only at times (all but Ready) that are not
+// desired.
 func setConditions(conds *[]metav1.Condition, desired []metav1.Condition) {
 	for _, t := range []string{snowv1.ConditionRefreshFailed, snowv1.ConditionStalled, snowv1.ConditionReconciling,
-		snowv1.ConditionRefreshTokenExpiring, snowv1.ConditionCredentialExpiring} {
+		snowv1.ConditionRefreshTokenExpiring, snowv1.ConditionCredentialExpiring, snowv1.ConditionAuthorized} {
 		if meta.FindStatusCondition(desired, t) == nil {
 			meta.RemoveStatusCondition(conds, t)
 		}
@@ -136,6 +146,12 @@ func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *
 	}
 	reauthorize := r.authorizationStatus(s)
 	expiringReason, expiring := r.horizonStatus(s)
+	var probePaths []string
+	if p := conn.Spec.Probe; p != nil {
+		probePaths = p.Paths
+	} else {
+		conn.Status.Probe = nil
+	}
 	setConditions(&conn.Status.Conditions, conditions(statusInput{
 		now:         s.now,
 		generation:  conn.Generation,
@@ -144,6 +160,8 @@ func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *
 		expiry:      expiry,
 		failure:     s.failure,
 		reauthorize: reauthorize, expiring: expiring, expiringReason: expiringReason,
+		probePaths: probePaths,
+		probe:      conn.Status.Probe,
 	}))
 	conn.Status.Reason, conn.Status.Message = summary(conn.Status.Conditions)
 	conn.Status.ObservedGeneration = conn.Generation

@@ -203,7 +203,7 @@ func TestConditions(t *testing.T) {
 				g.Expect(c.ObservedGeneration).To(Equal(generation), "observedGeneration of %s", c.Type)
 				g.Expect(c.LastTransitionTime.Time).To(Equal(t0), "lastTransitionTime of %s", c.Type)
 				g.Expect(c.Message).NotTo(MatchRegexp(relativeDuration.String()), "message of %s holds a relative time", c.Type)
-				if c.Status == metav1.ConditionTrue && c.Type != snowv1.ConditionReady {
+				if c.Status == metav1.ConditionTrue && c.Type != snowv1.ConditionReady && c.Type != snowv1.ConditionAuthorized {
 					g.Expect(c.Type).To(BeElementOf(snowv1.ConditionRefreshFailed, snowv1.ConditionStalled, snowv1.ConditionReconciling))
 				}
 			}

@@ -1,10 +1,14 @@
 package v1alpha1
 
 // Condition types. They follow kstatus: Ready is always present and
-// normal-true; the others are abnormal-true and present only while true, so
-// `kubectl wait --for=condition=Ready` and kstatus-based tools (Flux,
-// cli-utils) read a connection correctly. Argo CD does not use kstatus: it
-// reads the Lua health check in dist/argocd (docs/gitops.md).
+// normal-true; Stalled, Reconciling and the domain's failure conditions are
+// abnormal-true and present only while true, so `kubectl wait
+// --for=condition=Ready` and kstatus-based tools (Flux, cli-utils) read a
+// connection correctly. Authorized is the one other normal-true type: it
+// reports a check the user asked for (spec.probe), not the reconcile, and
+// kstatus reads only Ready, Stalled and Reconciling, so its False never makes
+// a connection whose token works look unhealthy. Argo CD does not use
+// kstatus: it reads the Lua health check in dist/argocd (docs/gitops.md).
 const (
 	// ConditionReady is True while the token Secret holds an access token that
 	// is valid now. Always present. Polarity: normal-true.
@@ -39,6 +43,18 @@ const (
 	// (RefreshTokenExpiresSoon, CertificateExpiresSoon,
 	// ClientSecretExpiresSoon). Polarity: abnormal-true.
 	ConditionCredentialExpiring = "CredentialExpiring"
+	// ConditionAuthorized says whether the latest token may do what the
+	// application needs: True when every spec.probe path answered it with
+	// 2xx, False when one did not (the message names the path and
+	// ServiceNow's error, such as "Missing required api access scope"),
+	// Unknown until a token was probed. Present only while spec.probe is
+	// set. Polarity: normal-true, unlike the other types but Ready: absent
+	// means "not asked", not "fine", and True carries a message of its own
+	// (a table query that returned no rows, which ACLs cause). A False
+	// Authorized never touches Ready, RefreshFailed or the schedule: the
+	// token is valid and stays in its Secret, and only the instance's
+	// configuration (scopes, roles, ACLs) can change the answer.
+	ConditionAuthorized = "Authorized"
 )
 
 // Condition reasons. Failure kinds reported by the ServiceNow client
@@ -102,4 +118,26 @@ const (
 
 	// ReasonSuspended (Ready=False): spec.suspend is true.
 	ReasonSuspended = "Suspended"
+
+	// ReasonProbeSucceeded (Authorized=True): every spec.probe path answered
+	// the latest token with 2xx.
+	ReasonProbeSucceeded = "ProbeSucceeded"
+
+	// ReasonProbePending (Authorized=Unknown): no token was probed with the
+	// current spec.probe yet; the probe runs after the next token.
+	ReasonProbePending = "ProbePending"
+
+	// ReasonProbeUnauthorized (Authorized=False): a path answered 401: the
+	// instance did not accept the token there (an inactive user, an API
+	// that does not take OAuth tokens).
+	ReasonProbeUnauthorized = "ProbeUnauthorized"
+
+	// ReasonProbeForbidden (Authorized=False): a path answered 403, such as
+	// "Missing required api access scope" (the OAuth client's REST API auth
+	// scopes do not cover the API) or a refused role.
+	ReasonProbeForbidden = "ProbeForbidden"
+
+	// ReasonProbeFailed (Authorized=False): a path answered something else
+	// (404, 429, 5xx, a redirect, a login page) or nothing in time.
+	ReasonProbeFailed = "ProbeFailed"
 )

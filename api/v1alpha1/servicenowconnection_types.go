@@ -492,6 +492,122 @@ type PublishedKey struct {
 	RetiresAt *metav1.Time `json:"retiresAt,omitempty"`
 }
 
+// ProbeSpec lists the REST paths snowauth GETs with each new token.
+type ProbeSpec struct {
+	// paths are up to 4 REST paths of the instance, each GET with every new
+	// token: relative to the instance (no scheme or host), starting with
+	// /api/, such as /api/now/table/incident?sysparm_limit=1&sysparm_fields=sys_id
+	// or a scripted REST API's /api/x_acme_orders/v1/health. snowauth
+	// joins them to the instance of the credentials Secret and to nothing
+	// else, never follows a redirect, and sends GET only: write access
+	// cannot be probed without writing. A path holds letters, digits,
+	// -._~&+,;=:@/ and %XX escapes (write ^ as %5E), one ? before its
+	// query, no fragment, no . or .. segment and no encoded dot, slash or
+	// backslash. A Table API query (/api/now/table/<table> or
+	// /api/now/v2/table/<table>) must set sysparm_limit from 1 to 10, so
+	// that a probe reads a few records at most. Each probe is a request
+	// against the instance's rate limits: with 30-minute tokens, about 3 per
+	// path and hour.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=4
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:XValidation:rule="self.startsWith('/api/')",message="a probe path is a REST path of the instance starting with /api/, such as /api/now/table/incident?sysparm_limit=1: not a URL, another host, or a page outside the REST API"
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^(%[0-9A-Fa-f]{2}|[-A-Za-z0-9._~&+,;=:@/])*([?](%[0-9A-Fa-f]{2}|[-A-Za-z0-9._~&+,;=:@/?])*)?$')",message="a probe path holds only letters, digits, -._~&+,;=:@/ and %XX escapes, and a ? before its query: no spaces, quotes or fragment (#); escape other characters, such as ^ as %5E"
+	// +kubebuilder:validation:items:XValidation:rule="!self.contains('..') && !self.split('?')[0].matches('(^|/)[.](/|$)|//|%2[eEfF]|%5[cC]')",message="a probe path must not hold .., a . segment, an empty segment (//) or an encoded dot, slash or backslash (%2E, %2F, %5C)"
+	// +kubebuilder:validation:items:XValidation:rule="!self.split('?')[0].matches('^/api/now/(v[0-9]+/)?table/[^/]+$') || self.matches('[?&]sysparm_limit=([1-9]|10)(&|$)')",message="a Table API query must set sysparm_limit from 1 to 10, such as /api/now/table/incident?sysparm_limit=1, so that a probe reads a few records at most"
+	Paths []string `json:"paths"`
+}
+
+// ProbeResult is how one probed path answered.
+// +kubebuilder:validation:Enum=Authorized;Unauthorized;Forbidden;Failed
+type ProbeResult string
+
+// The probe results.
+const (
+	// ProbeAuthorized: a 2xx answer.
+	ProbeAuthorized ProbeResult = "Authorized"
+	// ProbeUnauthorized: 401, the instance did not accept the token there.
+	ProbeUnauthorized ProbeResult = "Unauthorized"
+	// ProbeForbidden: 403, such as "Missing required api access scope".
+	ProbeForbidden ProbeResult = "Forbidden"
+	// ProbeFailed: any other answer (404, 429, 5xx, a redirect, an HTML
+	// page) or none (a timeout, a TLS or network failure).
+	ProbeFailed ProbeResult = "Failed"
+)
+
+// ProbeStatus is what the latest probe found.
+type ProbeStatus struct {
+	// time is when the probe ran: right after the token obtained at
+	// lastRefreshTime was stored.
+	// +required
+	Time metav1.Time `json:"time"`
+
+	// paths holds one result per path of spec.probe.paths, in their order.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=4
+	Paths []ProbePathStatus `json:"paths,omitempty"`
+}
+
+// ProbePathStatus is how one probed path answered.
+type ProbePathStatus struct {
+	// path is the probed path, as in spec.probe.paths.
+	// +required
+	// +kubebuilder:validation:MaxLength=256
+	Path string `json:"path"`
+
+	// result is Authorized (2xx), Unauthorized (401), Forbidden (403) or
+	// Failed (any other answer, or none).
+	// +required
+	Result ProbeResult `json:"result"`
+
+	// statusCode is the HTTP status answered; absent when there was no
+	// answer.
+	// +optional
+	StatusCode int32 `json:"statusCode,omitempty"`
+
+	// rows is, for a Table API query, how many records the answer held (at
+	// most sysparm_limit). 0 with a 2xx means the user may read no record
+	// the query selects, which is how ACLs that hide records look.
+	// +optional
+	Rows *int32 `json:"rows,omitempty"`
+
+	// message says what the answer means: ServiceNow's error message and
+	// detail on a 401 or 403 when they are short plain text, what failed
+	// otherwise. Never a response body or a token.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+
+	// rateLimit is what the answer's X-RateLimit-* headers said: present
+	// only when one of the instance's inbound REST API rate limit rules
+	// matched the request.
+	// +optional
+	RateLimit *RateLimitStatus `json:"rateLimit,omitempty"`
+}
+
+// RateLimitStatus is what an instance's X-RateLimit-* headers said about a
+// request. ServiceNow sends no count of the requests left.
+type RateLimitStatus struct {
+	// limit is X-RateLimit-Limit: how many requests per hour the rule
+	// allows the user.
+	// +optional
+	Limit int32 `json:"limit,omitempty"`
+
+	// resetAt is X-RateLimit-Reset: when the rule's hourly count starts
+	// again.
+	// +optional
+	ResetAt *metav1.Time `json:"resetAt,omitempty"`
+
+	// rule is X-RateLimit-Rule: the sys_id of the rule (table
+	// sys_rate_limit_rules).
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	Rule string `json:"rule,omitempty"`
+}
+
 // ServiceNowConnectionSpec says which ServiceNow instance and OAuth client to
 // use, with which grant, and where to keep the token.
 //
@@ -565,6 +681,15 @@ type ServiceNowConnectionSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="expiryWarning must be at least 1h"
 	ExpiryWarning *metav1.Duration `json:"expiryWarning,omitempty"`
 
+	// probe lists REST paths the application needs. After each token
+	// snowauth obtains, it GETs each with that token and reports in the
+	// Authorized condition (and status.probe) whether the instance let it:
+	// a token ServiceNow issued can still be refused by a REST API auth
+	// scope or hidden from records by ACLs. The probe runs after the token
+	// is stored and never delays or fails it.
+	// +optional
+	Probe *ProbeSpec `json:"probe,omitempty"`
+
 	// refreshBefore is how long before the token expires snowauth refreshes
 	// it, as a duration such as "10m". Between 1m and 24h. By default snowauth
 	// refreshes when two thirds of the token's lifetime have passed (10
@@ -595,8 +720,10 @@ type ServiceNowConnectionStatus struct {
 	// failed), Stalled (a person must act), Reconciling (a first token or a
 	// retry is under way), RefreshTokenExpiring (AuthorizationCode: authorise
 	// again soon) and CredentialExpiring (a horizon is near) are present
-	// only while true. Each reason, and what to do
-	// about it, is listed in snowauth's README under "Status and what to do".
+	// only while true; Authorized (True while every spec.probe path
+	// answered the latest token with 2xx) only while spec.probe is set.
+	// Each reason, and what to do about it, is listed in snowauth's README
+	// under "Status and what to do".
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -692,6 +819,11 @@ type ServiceNowConnectionStatus struct {
 	// active and published keys, or the provided key's certificate.
 	// +optional
 	JWTBearer *JWTBearerStatus `json:"jwtBearer,omitempty"`
+
+	// probe is what the latest probe of spec.probe.paths found: snowauth
+	// probes after each token it obtains. Absent while spec.probe is.
+	// +optional
+	Probe *ProbeStatus `json:"probe,omitempty"`
 
 	// lastHandledRefreshRequest is the value of the
 	// servicenow.snowauth.dev/refresh-requested-at annotation that snowauth

@@ -77,6 +77,7 @@ func TestEveryGrantWithAllOptionalFieldsIsAccepted(t *testing.T) {
 				conn.Spec.RefreshToken = &snowv1.RefreshTokenSpec{Lifespan: &metav1.Duration{Duration: 2400 * time.Hour}}
 			}
 			conn.Spec.Suspend = true
+			conn.Spec.Probe = &snowv1.ProbeSpec{Paths: []string{"/api/now/table/incident?sysparm_limit=1"}}
 			if grant == snowv1.GrantAuthorizationCode {
 				conn.Spec.AuthorizationCode = &snowv1.AuthorizationCodeSpec{
 					RefreshTokenLifespan: &metav1.Duration{Duration: 2400 * time.Hour},
@@ -433,6 +434,63 @@ func TestAdmissionRejectsBadInputWithAClearMessage(t *testing.T) {
 				name = "orders"
 			}
 			conn := minimal(env.Namespace(t), name)
+			tc.mutate(conn)
+			err := env.Client.Create(context.Background(), conn)
+			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "expected an Invalid error, got %v", err)
+			g.Expect(err.Error()).To(ContainSubstring(tc.message))
+		})
+	}
+}
+
+// TestProbePathsAreAdmittedOnlyWhenTheyArePathsOfTheInstance: spec.probe
+// takes REST paths relative to the instance, nothing that could send the
+// token elsewhere or load the instance, each refusal with its reason.
+func TestProbePathsAreAdmittedOnlyWhenTheyArePathsOfTheInstance(t *testing.T) {
+	probe := func(paths ...string) func(*snowv1.ServiceNowConnection) {
+		return func(c *snowv1.ServiceNowConnection) { c.Spec.Probe = &snowv1.ProbeSpec{Paths: paths} }
+	}
+	t.Run("accepts REST paths of the instance", func(t *testing.T) {
+		g := NewWithT(t)
+		conn := minimal(env.Namespace(t), "orders")
+		probe(
+			"/api/now/table/incident?sysparm_limit=1&sysparm_fields=sys_id,number",
+			"/api/now/v2/table/sc_req_item?sysparm_query=active%3Dtrue%5Epriority%3D1&sysparm_limit=10",
+			"/api/x_acme_orders/v1/health",
+			"/api/now/table/sys_user/0123456789abcdef0123456789abcdef",
+		)(conn)
+		g.Expect(env.Client.Create(context.Background(), conn)).To(Succeed())
+	})
+
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*snowv1.ServiceNowConnection)
+		message string
+	}{
+		{"rejects an absolute URL", probe("https://evil.example.com/api/now/table/incident?sysparm_limit=1"), "starting with /api/"},
+		{"rejects another host", probe("//evil.example.com/api/now/table/incident?sysparm_limit=1"), "starting with /api/"},
+		{"rejects a path outside the REST API", probe("/oauth_token.do"), "starting with /api/"},
+		{"rejects a relative path without a slash", probe("api/now/table/incident?sysparm_limit=1"), "starting with /api/"},
+		{"rejects ..", probe("/api/now/../../oauth_token.do"), "must not hold .."},
+		{"rejects a . segment", probe("/api/./now/table/incident?sysparm_limit=1"), "a . segment"},
+		{"rejects an encoded dot", probe("/api/now/%2e%2e/oauth_token.do"), "encoded dot, slash or backslash"},
+		{"rejects an encoded slash", probe("/api/now/table%2Fincident"), "encoded dot, slash or backslash"},
+		{"rejects an empty segment", probe("/api//now/table/incident?sysparm_limit=1"), "an empty segment (//)"},
+		{"rejects a fragment", probe("/api/now/table/incident?sysparm_limit=1#top"), "no spaces, quotes or fragment"},
+		{"rejects a space", probe("/api/now/table/incident?sysparm_limit=1&sysparm_query=name=a b"), "no spaces, quotes or fragment"},
+		{"rejects an unescaped caret, saying how to write it", probe("/api/now/table/incident?sysparm_limit=1&sysparm_query=active=true^priority=1"), "^ as %5E"},
+		{"rejects a backslash", probe("/api/now/table/incident\\x?sysparm_limit=1"), "no spaces, quotes or fragment"},
+		{"rejects a broken escape", probe("/api/now/table/incident?sysparm_limit=1&q=%zz"), "%XX escapes"},
+		{"rejects a Table API query without sysparm_limit", probe("/api/now/table/incident"), "must set sysparm_limit from 1 to 10"},
+		{"rejects a Table API query reading many records", probe("/api/now/v2/table/incident?sysparm_limit=1000"), "must set sysparm_limit from 1 to 10"},
+		{"rejects sysparm_limit=0", probe("/api/now/table/incident?sysparm_limit=0"), "must set sysparm_limit from 1 to 10"},
+		{"rejects more than 4 paths", probe("/api/a", "/api/b", "/api/c", "/api/d", "/api/e"), "must have at most 4 items"},
+		{"rejects an empty list", probe(), "spec.probe.paths"},
+		{"rejects the same path twice", probe("/api/a", "/api/a"), "Duplicate value"},
+		{"rejects a path longer than 256 characters", probe("/api/" + strings.Repeat("a", 252)), "256"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			conn := minimal(env.Namespace(t), "orders")
 			tc.mutate(conn)
 			err := env.Client.Create(context.Background(), conn)
 			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "expected an Invalid error, got %v", err)

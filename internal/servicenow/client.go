@@ -153,11 +153,13 @@ func newTransport(pool *x509.CertPool, timeout time.Duration) *http.Transport {
 	}
 }
 
-// answer is a complete HTTP response with its body read.
+// answer is a complete HTTP response with its body read; truncated says
+// the body was longer than the limit it was read with, and holds its start.
 type answer struct {
-	status int
-	header http.Header
-	body   []byte
+	status    int
+	header    http.Header
+	body      []byte
+	truncated bool
 }
 
 // send performs one HTTP exchange with the instance and reads the whole
@@ -165,6 +167,17 @@ type answer struct {
 // the body, is classified here. It does not follow redirects: it uses the
 // transport directly, and a 3xx is returned like any other answer.
 func (c *Client) send(req *http.Request) (*answer, *Error) {
+	a, e := c.exchange(req, maxBodySize)
+	if e == nil && a.truncated {
+		return nil, &Error{Kind: KindInvalidResponse, StatusCode: a.status,
+			msg: fmt.Sprintf("the answer from %s (HTTP %d) is larger than %d bytes", req.URL.Host, a.status, maxBodySize)}
+	}
+	return a, e
+}
+
+// exchange is send reading at most limit bytes of the body: the rest is
+// neither read nor waited for.
+func (c *Client) exchange(req *http.Request, limit int) (*answer, *Error) {
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", userAgent)
 	host := req.URL.Host
@@ -173,15 +186,15 @@ func (c *Client) send(req *http.Request) (*answer, *Error) {
 		return nil, c.classifyTransportError(req.Context(), host, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		return nil, c.classifyTransportError(req.Context(), host, err)
 	}
-	if len(body) > maxBodySize {
-		return nil, &Error{Kind: KindInvalidResponse, StatusCode: resp.StatusCode,
-			msg: fmt.Sprintf("the answer from %s (HTTP %d) is larger than %d bytes", host, resp.StatusCode, maxBodySize)}
+	a := &answer{status: resp.StatusCode, header: resp.Header, body: body}
+	if len(body) > limit {
+		a.body, a.truncated = body[:limit], true
 	}
-	return &answer{status: resp.StatusCode, header: resp.Header, body: body}, nil
+	return a, nil
 }
 
 // response rebuilds an *http.Response around the already-read body, for

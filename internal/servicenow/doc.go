@@ -39,6 +39,21 @@
 // that does not match alike, with its usual 401 access_denied: an
 // AuthenticationFailed error, after which the person must authorise again.
 //
+// # Probes
+//
+// Probe GETs one REST path of the instance (such as
+// /api/now/table/incident?sysparm_limit=1) with an access token, to find
+// out whether the token can do what an application needs: a token
+// ServiceNow issued may still be refused by a REST API auth scope (403
+// "Missing required api access scope"; scopes are read at run time, so an
+// administrator's change applies to tokens already issued), and ACLs answer
+// a table query 200 with no rows. The path must start with /api/ and is
+// joined to the checked base URL only; a redirect is never followed. A
+// probe takes at most ProbeTimeout and reads at most MaxProbeBody bytes.
+// Its result carries the X-RateLimit-Limit, X-RateLimit-Reset and
+// X-RateLimit-Rule headers when a rate limit rule matched (ServiceNow sends
+// no count of the requests left).
+//
 // # Failure kinds
 //
 // Every error returned by Client.Token and Client.ResolveInstance is an

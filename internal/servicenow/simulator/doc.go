@@ -5,8 +5,8 @@
 // servicenow-simulator program serves it for demos and benchmarks.
 //
 // It is not a general OAuth server nor a ServiceNow emulator: its login page
-// (oauth_auth.do) is a plain form rather than ServiceNow's UI, and there is no
-// table other than sys_user yet. The facts it reproduces come from
+// (oauth_auth.do) is a plain form rather than ServiceNow's UI, and its tables
+// hold sys_ids only (sys_user: the registered users). The facts it reproduces come from
 // ServiceNow's documentation and knowledge base (KB0791140 for token reuse),
 // as collected in snowauth's ServiceNow OAuth fact sheet (servicenow-oauth.md).
 //
@@ -43,6 +43,11 @@
 //	dropped connections          FaultDropConnection
 //	redirects                    FaultRedirect (307 to another host by default)
 //	one-off faults               Fault.Times (e.g. 1: only the next request); Fault.Path (one endpoint)
+//	what a table answers         SetTableAccess(table, TableAccess{Rows: n}) (0: ACLs hide every record),
+//	                             or TableAccess{Status: 403, Message: "Missing required api access scope"};
+//	                             TableRequests counts the GETs of a table
+//	rate limit rules             SetRateLimit(RateLimitRule{Limit: n}): X-RateLimit-* headers on the Table API,
+//	                             429 with Retry-After beyond n requests per user and hour
 //	a person authorising         OAuthClient.RedirectURL, then Login(ctx, client, authURL, user, password,
 //	                             allow): GET+POST oauth_auth.do, returns the redirect (code and state,
 //	                             or error=access_denied); authURL may redirect to the simulator first
@@ -123,7 +128,20 @@
 //     {"result":[…]} and X-Total-Count, anything else with the 401
 //     "User Not Authenticated" envelope; GET /api/now/ui/user/current_user
 //     answers it with the token's user (user_name, user_sys_id,
-//     user_display_name).
+//     user_display_name). Other tables (also under /api/now/v2/table/)
+//     answer as SetTableAccess says, after the token check: rows, no rows
+//     (200 {"result":[]}, as ACLs that hide every record answer), or a
+//     status with the REST API's error envelope (403 "Missing required api
+//     access scope" for a REST API auth scope that does not cover the API);
+//     a table nobody set up answers 400 "Invalid table". The exact body of
+//     ServiceNow's 403 is not documented beyond that message; the simulator
+//     sends the usual envelope with a null detail.
+//   - A rate limit rule (SetRateLimit) counts each user's Table API requests
+//     per hour of the simulator clock. Every answer to a request it matches
+//     carries X-RateLimit-Limit, X-RateLimit-Reset (a UNIX time) and
+//     X-RateLimit-Rule (the rule's sys_id), as ServiceNow documents; there
+//     is no header with the requests left. Beyond the limit: 429 with
+//     Retry-After and the "Rate limit exceeded" envelope.
 //
 // Whether a refresh_token grant extends a still-valid access token is not
 // documented; the simulator assumes it does, like every other grant. That an

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -256,52 +254,6 @@ func (s *Simulator) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	s.revoke(r.FormValue("token"))
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
-}
-
-// serveTable is GET /api/now/table/{table}. Only sys_user has rows: the
-// registered users, sys_id (and user_name, active unless sysparm_fields
-// restricts them), up to sysparm_limit.
-func (s *Simulator) serveTable(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.bearerUser(w, r) == nil {
-		return
-	}
-	if table := r.PathValue("table"); table != "sys_user" {
-		writeJSON(w, http.StatusBadRequest, map[string]any{
-			"error":  map[string]any{"message": "Invalid table " + table, "detail": nil},
-			"status": "failure",
-		})
-		return
-	}
-
-	names := make([]string, 0, len(s.users))
-	for name := range s.users {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	limit := len(names)
-	if n, err := strconv.Atoi(r.URL.Query().Get("sysparm_limit")); err == nil && n >= 0 && n < limit {
-		limit = n
-	}
-	onlySysID := r.URL.Query().Get("sysparm_fields") == "sys_id"
-	rows := make([]map[string]string, 0, limit)
-	for _, name := range names[:limit] {
-		u := s.users[name]
-		row := map[string]string{"sys_id": u.sysID}
-		if !onlySysID {
-			row["user_name"] = u.Username
-			row["active"] = strconv.FormatBool(!u.Inactive)
-		}
-		rows = append(rows, row)
-	}
-	w.Header().Set("X-Total-Count", strconv.Itoa(len(names)))
-	writeJSON(w, http.StatusOK, map[string]any{"result": rows})
 }
 
 func writeDenied(w http.ResponseWriter) {

@@ -156,6 +156,10 @@ type Simulator struct {
 	jwksCache       map[string]*jwksEntry
 	jwksFetches     map[string]int
 	jtis            map[string]map[string]time.Time // client ID -> jti -> remembered until
+	tables          map[string]TableAccess          // table -> how its Table API answers
+	tableRequests   map[string]int                  // table -> GETs that reached the Table API
+	rateLimit       RateLimitRule
+	rateCounts      map[string]*rateWindow // username -> this hour's requests
 
 	// logMu guards requests on its own: records are updated while a
 	// response is being written, which serveToken does holding mu.
@@ -213,6 +217,9 @@ func Start(opts Options) (*Simulator, error) {
 		jwksCache:       map[string]*jwksEntry{},
 		jwksFetches:     map[string]int{},
 		jtis:            map[string]map[string]time.Time{},
+		tables:          map[string]TableAccess{},
+		tableRequests:   map[string]int{},
+		rateCounts:      map[string]*rateWindow{},
 		url:             "https://" + urlHost(ln.Addr()),
 	}
 	if s.jwksClient == nil {
@@ -223,6 +230,7 @@ func Start(opts Options) (*Simulator, error) {
 	s.mux.HandleFunc("/oauth_auth.do", s.serveAuth)
 	s.mux.HandleFunc("/oauth_revoke_token.do", s.serveRevoke)
 	s.mux.HandleFunc("/api/now/table/{table}", s.serveTable)
+	s.mux.HandleFunc("/api/now/{version}/table/{table}", s.serveTable)
 	s.mux.HandleFunc("GET /api/now/ui/user/current_user", s.serveCurrentUser)
 	s.srv = &http.Server{
 		Handler: s,

@@ -368,6 +368,54 @@ func TestTableAPI(t *testing.T) {
 	g.Expect(in.get(t, "/api/now/table/sys_user", at).status).To(Equal(401), "a deactivated user's token stops working")
 }
 
+func TestTableAccessPerTable(t *testing.T) {
+	g := NewWithT(t)
+	in := newInstance(t, simulator.Options{})
+	at := in.token(t, passwordGrant()).str("access_token")
+	g.Expect(in.get(t, "/api/now/table/incident", at).status).To(Equal(400), "a table nobody set up is an invalid table")
+
+	in.SetTableAccess("incident", simulator.TableAccess{Rows: 5})
+	a := in.get(t, "/api/now/v2/table/incident?sysparm_limit=2", at)
+	g.Expect(a.status).To(Equal(200))
+	g.Expect(a.header.Get("X-Total-Count")).To(Equal("5"))
+	g.Expect(a.json).To(HaveKeyWithValue("result", HaveLen(2)))
+
+	in.SetTableAccess("change_request", simulator.TableAccess{Rows: 0})
+	g.Expect(in.get(t, "/api/now/table/change_request", at).body).To(MatchJSON(`{"result":[]}`))
+
+	in.SetTableAccess("incident", simulator.TableAccess{Status: 403, Message: "Missing required api access scope"})
+	denied := in.get(t, "/api/now/table/incident", at)
+	g.Expect(denied.status).To(Equal(403))
+	g.Expect(denied.body).To(MatchJSON(`{"error":{"message":"Missing required api access scope","detail":null},"status":"failure"}`))
+	g.Expect(in.get(t, "/api/now/table/incident", "").status).To(Equal(401), "the token is checked first")
+	g.Expect(in.TableRequests("incident")).To(Equal(4))
+}
+
+func TestRateLimitRuleCountsPerUserAndHour(t *testing.T) {
+	g := NewWithT(t)
+	in := newInstance(t, simulator.Options{})
+	in.SetTableAccess("incident", simulator.TableAccess{Rows: 1})
+	at := in.token(t, passwordGrant()).str("access_token")
+	g.Expect(in.get(t, "/api/now/table/incident", at).header.Get("X-RateLimit-Limit")).To(BeEmpty(), "no rule, no headers")
+
+	in.SetRateLimit(simulator.RateLimitRule{Limit: 2, SysID: "5f2e4a1bdb3313003a7a52e5ae9619c4"})
+	for range 2 {
+		a := in.get(t, "/api/now/table/incident", at)
+		g.Expect(a.status).To(Equal(200))
+		g.Expect(a.header.Get("X-RateLimit-Limit")).To(Equal("2"))
+		g.Expect(a.header.Get("X-RateLimit-Rule")).To(Equal("5f2e4a1bdb3313003a7a52e5ae9619c4"))
+		g.Expect(a.header.Get("X-RateLimit-Reset")).To(Equal(strconv.FormatInt(in.Now().Truncate(time.Hour).Add(time.Hour).Unix(), 10)))
+		g.Expect(a.header.Get("X-RateLimit-Remaining")).To(BeEmpty(), "ServiceNow sends no count of the requests left")
+	}
+	over := in.get(t, "/api/now/table/incident", at)
+	g.Expect(over.status).To(Equal(429))
+	g.Expect(over.header.Get("Retry-After")).NotTo(BeEmpty())
+	g.Expect(over.body).To(ContainSubstring("Rate limit exceeded"))
+
+	in.Advance(time.Hour)
+	g.Expect(in.get(t, "/api/now/table/incident", in.token(t, passwordGrant()).str("access_token")).status).To(Equal(200), "a new hour, a new count")
+}
+
 func TestFaults(t *testing.T) {
 	t.Run("switches a fault on and off at run time", func(t *testing.T) {
 		g := NewWithT(t)

@@ -100,6 +100,14 @@ if ready.status == "True" then
   if isTrue(expiring) then
     hs.message = hs.message .. "; " .. messageOf(expiring, "a credential expires soon")
   end
+  -- spec.probe: the token works but a path the application needs refused
+  -- it. Healthy still (the token is fine; the instance's scopes, roles or
+  -- ACLs are not), and the message says so.
+  local authorized = condition(conditions, "Authorized")
+  if authorized ~= nil and authorized.status == "False" then
+    hs.message = hs.message .. "; the authorization probe failed (" .. tostring(authorized.reason) .. "): " ..
+      messageOf(authorized, "see the Authorized condition")
+  end
   return hs
 end
 
