@@ -55,6 +55,7 @@ type options struct {
 	authExternalURL        string
 	authKeySecret          string
 	authLinkTTL            time.Duration
+	revokeTimeout          time.Duration
 	leaseDuration          time.Duration
 	renewDeadline          time.Duration
 	retryPeriod            time.Duration
@@ -105,6 +106,9 @@ func main() {
 			"rotating); created if absent. The authorization server mounts it.")
 	flag.DurationVar(&o.authLinkTTL, "authorization-link-ttl", authserver.DefaultLinkTTL,
 		"How long an authorization link works.")
+	flag.DurationVar(&o.revokeTimeout, "revoke-on-delete-timeout", controllers.DefaultRevokeTimeout,
+		"How long after a connection with spec.revokeOnDelete is deleted snowauth keeps retrying to revoke its tokens "+
+			"before it removes its finalizer anyway, with a Warning Event naming what it could not revoke.")
 	printVersion := flag.Bool("version", false, "Print the manager's version and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -188,6 +192,7 @@ func run(o options) error {
 		Authorization: authorization,
 		Namespaces:    namespaces,
 		Controller:    controller.Options{MaxConcurrentReconciles: o.maxConcurrent},
+		RevokeTimeout: o.revokeTimeout,
 	}); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)
 	}

@@ -27,6 +27,7 @@ type TokenSource interface {
 	ResolveInstance(instance string) (servicenow.Instance, error)
 	Token(ctx context.Context, req servicenow.TokenRequest) (*servicenow.Token, error)
 	CurrentUser(ctx context.Context, instance servicenow.Instance, accessToken string) (servicenow.User, error)
+	Revoke(ctx context.Context, instance servicenow.Instance, token string) error
 }
 
 // ServiceNowConnectionReconciler keeps each connection's token Secret holding
@@ -58,9 +59,11 @@ type ServiceNowConnectionReconciler struct {
 	written sync.Map
 	// kept holds tokens obtained but not stored yet.
 	kept keptTokens
+	// revocations bounds and remembers the revocations at deletion.
+	revocations revocations
 }
 
-// +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections,verbs=get;list;watch
+// +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
@@ -87,8 +90,9 @@ type scope struct {
 	refreshTaken   bool     // a Secret not the connection's has the refresh-token Secret's name
 	jwt            jwtScope // the JWTBearer grant's signing key
 	// kept says a token obtained earlier waits in memory to be stored;
-	// storedKept that this reconcile wrote it to the token Secret.
-	kept, storedKept bool
+	// storedKept that this reconcile wrote it to the token Secret; revoked
+	// that it revoked the stored access token on request (revoke.go).
+	kept, storedKept, revoked bool
 	// failure is the latest failure: found by this reconcile, or carried over
 	// from status while waiting out a backoff.
 	failure *failure
@@ -109,6 +113,9 @@ func (r *ServiceNowConnectionReconciler) Reconcile(ctx context.Context, req ctrl
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if done, res, err := r.finalize(ctx, conn); done || err != nil { // the revoke finalizer (revoke.go)
+		return res, err
+	}
 	s, err := r.reconcileFrom(ctx, conn, false)
 	if errors.Is(err, errStaleCache) {
 		// The cache had not yet seen this connection's latest status (the
@@ -121,10 +128,8 @@ func (r *ServiceNowConnectionReconciler) Reconcile(ctx context.Context, req ctrl
 		s, err = r.reconcileFrom(ctx, fresh, true)
 	}
 	if err != nil {
-		// Not a token failure (those are in status): an API error such as
-		// a conflict. controller-runtime retries it with its own backoff; a
-		// token obtained meanwhile waits in memory, so the retry asks
-		// ServiceNow nothing.
+		// Not a token failure (those are in status): an API error, which
+		// controller-runtime retries; a token obtained meanwhile waits in memory.
 		return ctrl.Result{}, err
 	}
 	if s.conn.Spec.Suspend {
@@ -174,6 +179,9 @@ func (r *ServiceNowConnectionReconciler) steps(ctx context.Context, s *scope) er
 		return err
 	}
 	s.kept = r.kept.has(s.conn.UID, s.now)
+	if done, err := r.revokeRequested(ctx, s); done || err != nil {
+		return err
+	}
 
 	// Decide.
 	why := refreshTrigger(s)
@@ -249,11 +257,7 @@ func (r *ServiceNowConnectionReconciler) store(ctx context.Context, s *scope, to
 	firstToken, recovered := st.LastRefreshTime == nil, st.ConsecutiveFailures > 0
 	st.LastRefreshTime = &metav1.Time{Time: obtained.obtained.Truncate(time.Second)}
 	st.ConsecutiveFailures, st.PasswordRejections = 0, 0
-	var refreshBefore *time.Duration
-	if rb := s.conn.Spec.RefreshBefore; rb != nil {
-		refreshBefore = &rb.Duration
-	}
-	next := refreshTime(obtained.obtained, tok.expiry, refreshBefore, r.jitter())
+	next := refreshTime(obtained.obtained, tok.expiry, refreshBeforeOf(s.conn), r.jitter())
 	st.NextRefreshTime = &metav1.Time{Time: next.Truncate(time.Second)}
 	s.failure = nil
 	expires := tok.expiry.UTC().Format(time.RFC3339)
@@ -283,11 +287,7 @@ func (r *ServiceNowConnectionReconciler) fail(ctx context.Context, s *scope, err
 	}
 	st.ConsecutiveFailures++
 	st.LastFailureTime = &metav1.Time{Time: s.now.Truncate(time.Second)}
-	var expiry *time.Time
-	if s.stored != nil {
-		expiry = &s.stored.expiry
-	}
-	delay := retryDelay(f, st.ConsecutiveFailures, s.now, expiry, r.jitter())
+	delay := retryDelay(f, st.ConsecutiveFailures, s.now, s.storedExpiry(), r.jitter())
 	// Rounded up: status keeps whole seconds, and a retry must not come
 	// before a server's Retry-After.
 	st.NextRefreshTime = &metav1.Time{Time: s.now.Add(delay + time.Second - 1).Truncate(time.Second)}

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 )
 
 // Scheduling constants. They are deliberately not flags: they encode how
@@ -123,6 +125,23 @@ func (r *ServiceNowConnectionReconciler) jitter() Jitter {
 		return r.Jitter
 	}
 	return randomJitter
+}
+
+// refreshBeforeOf is spec.refreshBefore, nil when not set.
+func refreshBeforeOf(conn *snowv1.ServiceNowConnection) *time.Duration {
+	if rb := conn.Spec.RefreshBefore; rb != nil {
+		return &rb.Duration
+	}
+	return nil
+}
+
+// storedExpiry is when the token really in the token Secret expires, nil
+// when it holds none of snowauth's.
+func (s *scope) storedExpiry() *time.Time {
+	if s.stored == nil {
+		return nil
+	}
+	return &s.stored.expiry
 }
 
 func timeOf(t *metav1.Time) *time.Time {
