@@ -24,7 +24,8 @@ import (
 //   - a connection with spec.revokeOnDelete is deleted: the finalizer
 //     servicenow.snowauth.dev/revoke holds it until the access token and the
 //     AuthorizationCode grant's refresh token are revoked, retried with a
-//     backoff for at most RevokeTimeout after the deletion (finalize);
+//     backoff for at most --revoke-on-delete-timeout after the deletion
+//     (finalize);
 //   - a person authorised anew: the refresh token the new one replaces, once
 //     and best effort (revokeSuperseded);
 //   - a revoke request (the revoke-requested-at annotation, `kubectl
@@ -34,9 +35,10 @@ import (
 // A refresh token given in the credentials Secret (the RefreshToken grant)
 // is never revoked: it is the giver's, in a Secret snowauth never writes,
 // other connections may use it, and revoking it would break them for good.
-// Each revocation is an Event, TokenRevoked (Normal) or RevocationFailed
-// (Warning), naming the kind of token and where it was kept, never the
-// token.
+// Each revocation is an Event, TokenRevoked (Normal), RevocationFailed or
+// RevocationSkipped (Warning), naming the kind of token and where it was
+// kept, never the token. An access token counts as revoked once the instance
+// no longer takes it, not when the revocation was answered.
 
 // DefaultRevokeTimeout is how long after a connection with
 // spec.revokeOnDelete was deleted snowauth keeps trying to revoke its
@@ -129,7 +131,7 @@ func (r *ServiceNowConnectionReconciler) revokeOnDelete(ctx context.Context, con
 	attempt, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
-	tokens, err := r.heldTokens(ctx, s, true)
+	tokens, err := r.heldTokens(ctx, s)
 	instance, ierr := r.Tokens.ResolveInstance(conn.Status.InstanceURL)
 	var failed []string
 	retry := false
@@ -182,18 +184,15 @@ const (
 )
 
 // heldTokens lists the valid tokens snowauth holds for s.conn: the access
-// token it wrote to the token Secret (not one edited in by hand) and, with
-// refresh, the AuthorizationCode grant's refresh token.
-func (r *ServiceNowConnectionReconciler) heldTokens(ctx context.Context, s *scope, refresh bool) ([]heldToken, error) {
-	var out []heldToken
+// token it wrote to the token Secret (not one edited in by hand) and the
+// AuthorizationCode grant's refresh token.
+func (r *ServiceNowConnectionReconciler) heldTokens(ctx context.Context, s *scope) ([]heldToken, error) {
 	err := r.lookUpTokenSecret(ctx, s)
 	if classify(err) == nil && err != nil {
 		return nil, err // a Secret in the way (a failure) holds no token of snowauth's
 	}
-	if s.stored != nil && s.now.Before(s.stored.expiry) {
-		out = append(out, heldToken{kind: kindAccessToken, where: "Secret " + s.conn.TokenSecretName(), value: s.stored.accessToken})
-	}
-	if refresh && s.conn.Spec.GrantType == snowv1.GrantAuthorizationCode {
+	out := accessToken(s)
+	if s.conn.Spec.GrantType == snowv1.GrantAuthorizationCode {
 		if err := r.lookUpRefreshSecret(ctx, s); err != nil {
 			return nil, err
 		}
@@ -203,6 +202,15 @@ func (r *ServiceNowConnectionReconciler) heldTokens(ctx context.Context, s *scop
 		}
 	}
 	return out, nil
+}
+
+// accessToken is the valid access token snowauth wrote to the token
+// Secret, if there is one.
+func accessToken(s *scope) []heldToken {
+	if s.stored == nil || !s.now.Before(s.stored.expiry) {
+		return nil
+	}
+	return []heldToken{{kind: kindAccessToken, where: "Secret " + s.conn.TokenSecretName(), value: s.stored.accessToken}}
 }
 
 // revoke revokes one token at instance, the one that issued it, and
@@ -225,6 +233,15 @@ func (r *ServiceNowConnectionReconciler) revoke(ctx context.Context, s *scope, i
 	}
 	if err := r.Tokens.Revoke(ctx, instance, t.value); err != nil {
 		return err
+	}
+	if t.kind == kindAccessToken {
+		// ServiceNow's answer does not say whether the token was known (nor
+		// whether the instance read it from the form body): ask whether it
+		// still takes the token.
+		if _, err := r.Tokens.CurrentUser(ctx, instance, t.value); err == nil {
+			return &failure{reason: string(servicenow.KindInvalidResponse), retryable: true,
+				message: fmt.Sprintf("%s accepted the revocation but still accepts the token; see docs/servicenow-setup.md (Revocation)", instance)}
+		}
 	}
 	if len(others) > 0 {
 		note += fmt.Sprintf("; connections %s held the same token (ServiceNow issues one access token per OAuth client "+
@@ -283,11 +300,7 @@ func (r *ServiceNowConnectionReconciler) revokeRequested(ctx context.Context, s 
 	if err := r.confirmCacheIsCurrent(ctx, s); err != nil {
 		return true, err
 	}
-	tokens, err := r.heldTokens(ctx, s, false)
-	if err != nil {
-		return true, err
-	}
-	for _, t := range tokens {
+	for _, t := range accessToken(s) {
 		// The instance the token came from, as status recorded it.
 		instance, err := r.Tokens.ResolveInstance(st.InstanceURL)
 		if err == nil {

@@ -299,6 +299,29 @@ func TestARevokeRequestThatFailsIsRetriedAndAsksForNoTokenUntilItSucceeds(t *tes
 	h.expectNoTokensShown("orders", leaked, h.accessToken("orders-token")())
 }
 
+// ServiceNow's answer to a revocation does not say whether it took effect:
+// a token the instance still takes is not revoked.
+func TestARevokeRequestTheInstanceDoesNotHonourIsNotTakenForARevocation(t *testing.T) {
+	h := newHarness(t, 30*time.Minute)
+	g := h.g
+	h.readyConnection("orders")
+	leaked := h.accessToken("orders-token")()
+	h.sim.SetFault(simulator.Fault{Kind: simulator.FaultResponse, Status: 200, Path: "/oauth_revoke_token.do"})
+
+	h.annotate("orders", snowv1.AnnotationRevokeRequestedAt, "leak-1")
+
+	g.Eventually(h.conditionReason("orders", snowv1.ConditionRefreshFailed), soon, interval).Should(Equal(snowv1.ReasonRevocationFailed))
+	g.Expect(h.condition("orders", snowv1.ConditionRefreshFailed).Message).To(ContainSubstring(
+		"accepted the revocation but still accepts the token"))
+	g.Expect(h.get("orders").Status.LastHandledRevokeRequest).To(BeEmpty())
+	g.Expect(h.eventNotes("TokenRevoked")).To(BeEmpty())
+	g.Expect(h.works(leaked)).To(BeTrue())
+
+	h.sim.ClearFault()
+	g.Eventually(func() string { return h.get("orders").Status.LastHandledRevokeRequest }, soon, interval).Should(Equal("leak-1"))
+	g.Expect(h.works(leaked)).To(BeFalse())
+}
+
 func TestAReauthorizationRevokesTheSupersededRefreshToken(t *testing.T) {
 	h := newHarness(t, 30*time.Minute, withAuthorization())
 	g := h.g
