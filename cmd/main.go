@@ -57,6 +57,7 @@ type options struct {
 	authExternalURL        string
 	authKeySecret          string
 	authLinkTTL            time.Duration
+	revokeTimeout          time.Duration
 	leaseDuration          time.Duration
 	renewDeadline          time.Duration
 	retryPeriod            time.Duration
@@ -112,6 +113,9 @@ func main() {
 		"The container's memory limit (a quantity such as 256Mi; the chart passes limits.memory through the downward API). "+
 			"The Go runtime then keeps the heap within 90% of it, collecting garbage more often as it nears it, instead of letting it grow to twice the live heap. "+
 			"Empty or 0: Go's default (or the GOMEMLIMIT environment variable).")
+	flag.DurationVar(&o.revokeTimeout, "revoke-on-delete-timeout", controllers.DefaultRevokeTimeout,
+		"How long after a connection with spec.revokeOnDelete is deleted snowauth keeps retrying to revoke its tokens "+
+			"before it removes its finalizer anyway, with a Warning Event naming what it could not revoke.")
 	printVersion := flag.Bool("version", false, "Print the manager's version and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -199,6 +203,7 @@ func run(o options) error {
 		Authorization: authorization,
 		Namespaces:    namespaces,
 		Controller:    controller.Options{MaxConcurrentReconciles: o.maxConcurrent},
+		RevokeTimeout: o.revokeTimeout,
 	}); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)
 	}

@@ -119,6 +119,19 @@ func (r *ServiceNowConnectionReconciler) authorize(ctx context.Context, s *scope
 	if s.conn.Spec.GrantType != snowv1.GrantAuthorizationCode {
 		return nil
 	}
+	if err := r.lookUpRefreshSecret(ctx, s); err != nil {
+		return err
+	}
+	if err := r.mintRequestedLink(ctx, s); err != nil {
+		return err
+	}
+	return r.readHandover(ctx, s)
+}
+
+// lookUpRefreshSecret reads the refresh-token Secret into s.refresh when
+// the connection controls it, and sets s.refreshTaken when a Secret that is
+// not the connection's has its name.
+func (r *ServiceNowConnectionReconciler) lookUpRefreshSecret(ctx context.Context, s *scope) error {
 	key := types.NamespacedName{Namespace: s.conn.Namespace, Name: s.conn.RefreshTokenSecretName()}
 	refresh := &corev1.Secret{}
 	_, err := r.getSecret(ctx, key, refresh)
@@ -130,10 +143,7 @@ func (r *ServiceNowConnectionReconciler) authorize(ctx context.Context, s *scope
 	case !apierrors.IsNotFound(err):
 		return err
 	}
-	if err := r.mintRequestedLink(ctx, s); err != nil {
-		return err
-	}
-	return r.readHandover(ctx, s)
+	return nil
 }
 
 // authz is the connection's status.authorization, created when absent.
@@ -348,6 +358,10 @@ func (r *ServiceNowConnectionReconciler) afterTokenRequest(ctx context.Context, 
 	if tok.RefreshToken == "" {
 		return r.endAuthorization(ctx, s, h.LinkID, "ServiceNow issued no refresh token (is the OAuth client's refresh token lifespan 0?).")
 	}
+	var superseded string
+	if s.refresh != nil {
+		superseded = string(s.refresh.Data[snowv1.AuthorizationKeyRefreshToken])
+	}
 	if err := r.writeRefreshSecret(ctx, s, map[string][]byte{
 		snowv1.AuthorizationKeyRefreshToken: []byte(tok.RefreshToken),
 		snowv1.AuthorizationKeyIssuedAt:     []byte(s.now.UTC().Format(time.RFC3339)),
@@ -362,6 +376,7 @@ func (r *ServiceNowConnectionReconciler) afterTokenRequest(ctx context.Context, 
 	a.LinkID, a.LinkSecretName, a.LinkExpiresAt, a.Server, a.FailedLinkID, a.FailureMessage = "", "", nil, "", "", ""
 	r.event(s.conn, corev1.EventTypeNormal, "Authorized", "Authorize",
 		"%s authorised snowauth at %s (link %s); the refresh token is stored in Secret %s", who, c.Instance.String(), h.LinkID, s.conn.RefreshTokenSecretName())
+	r.revokeSuperseded(ctx, s, c.Instance, superseded, h.LinkID)
 	s.handover = nil
 	return r.dropHandover(ctx, h.LinkID)
 }

@@ -97,7 +97,7 @@ func controlledByConnection(s *corev1.Secret) bool {
 
 // trimConnection keeps no labels and only snowauth's own annotations (the
 // servicenow.snowauth.dev/ prefix), at most ownAnnotations of them of at
-// most ownAnnotationSize bytes each: the refresh and authorization
+// most ownAnnotationSize bytes each: the refresh, authorization and revoke
 // requests first, which is all snowauth reads. So a change to any other
 // annotation or label does not wake the reconciler either. Status patches
 // are merge patches of the difference, so what the cache drops is never
@@ -134,7 +134,7 @@ const (
 // rank puts the annotations snowauth acts on first.
 func rank(key string) int {
 	switch key {
-	case snowv1.AnnotationRefreshRequestedAt, snowv1.AnnotationAuthorizationRequestedAt:
+	case snowv1.AnnotationRefreshRequestedAt, snowv1.AnnotationAuthorizationRequestedAt, snowv1.AnnotationRevokeRequestedAt:
 		return 0
 	}
 	return 1

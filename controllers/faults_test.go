@@ -122,6 +122,7 @@ func (h *harness) restartManagerWith(tokens controllers.TokenSource) {
 		Namespaces:    []string{h.ns},
 		Tokens:        tokens,
 		Authorization: h.authz,
+		RevokeTimeout: h.revokeTimeout,
 		Logs:          h.logs,
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
 			c, err := client.New(cfg, opts)

@@ -29,6 +29,7 @@ type TokenSource interface {
 	Token(ctx context.Context, req servicenow.TokenRequest) (*servicenow.Token, error)
 	CurrentUser(ctx context.Context, instance servicenow.Instance, accessToken string) (servicenow.User, error)
 	Probe(ctx context.Context, instance servicenow.Instance, accessToken, path string) (servicenow.ProbeResult, error)
+	Revoke(ctx context.Context, instance servicenow.Instance, token string) error
 }
 
 // ServiceNowConnectionReconciler keeps each connection's token Secret holding
@@ -62,9 +63,11 @@ type ServiceNowConnectionReconciler struct {
 	// tokens password logins returned (lockout.go).
 	kept keptTokens
 	held heldRefreshTokens
+	// revocations bounds and remembers the revocations at deletion.
+	revocations revocations
 }
 
-// +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections,verbs=get;list;watch
+// +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=servicenow.snowauth.dev,resources=servicenowconnections/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
@@ -92,8 +95,9 @@ type scope struct {
 	jwt            jwtScope          // the JWTBearer grant's signing key
 	firstUsed      map[string]string // the token Secret's first-used annotations, once credentials were read (horizons.go)
 	// kept says a token obtained earlier waits in memory to be stored;
-	// storedKept that this reconcile wrote it to the token Secret.
-	kept, storedKept bool
+	// storedKept that this reconcile wrote it to the token Secret; revoked
+	// that it revoked the stored access token on request (revoke.go).
+	kept, storedKept, revoked bool
 	// failure is the latest failure: found by this reconcile, or carried over
 	// from status while waiting out a backoff.
 	failure *failure
@@ -114,6 +118,9 @@ func (r *ServiceNowConnectionReconciler) Reconcile(ctx context.Context, req ctrl
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if done, res, err := r.finalize(ctx, conn); done || err != nil { // the revoke finalizer (revoke.go)
+		return res, err
+	}
 	s, err := r.reconcileFrom(ctx, conn, false)
 	if errors.Is(err, errStaleCache) {
 		// The cache had not yet seen this connection's latest status (the
@@ -126,10 +133,8 @@ func (r *ServiceNowConnectionReconciler) Reconcile(ctx context.Context, req ctrl
 		s, err = r.reconcileFrom(ctx, fresh, true)
 	}
 	if err != nil {
-		// Not a token failure (those are in status): an API error such as
-		// a conflict. controller-runtime retries it with its own backoff; a
-		// token obtained meanwhile waits in memory, so the retry asks
-		// ServiceNow nothing.
+		// Not a token failure (those are in status): an API error, which
+		// controller-runtime retries; a token obtained meanwhile waits in memory.
 		return ctrl.Result{}, err
 	}
 	if s.conn.Spec.Suspend {
@@ -179,6 +184,9 @@ func (r *ServiceNowConnectionReconciler) steps(ctx context.Context, s *scope) er
 		return err
 	}
 	s.kept = r.kept.has(s.conn.UID, s.now)
+	if done, err := r.revokeRequested(ctx, s); done || err != nil {
+		return err
+	}
 
 	// Decide.
 	why := refreshTrigger(s)
@@ -275,11 +283,7 @@ func (r *ServiceNowConnectionReconciler) fail(ctx context.Context, s *scope, err
 	}
 	st.ConsecutiveFailures++
 	st.LastFailureTime = &metav1.Time{Time: s.now.Truncate(time.Second)}
-	var expiry *time.Time
-	if s.stored != nil {
-		expiry = &s.stored.expiry
-	}
-	delay := retryDelay(f, st.ConsecutiveFailures, s.now, expiry, r.jitter())
+	delay := retryDelay(f, st.ConsecutiveFailures, s.now, s.storedExpiry(), r.jitter())
 	// Rounded up: status keeps whole seconds, and a retry must not come
 	// before a server's Retry-After.
 	st.NextRefreshTime = &metav1.Time{Time: s.now.Add(delay + time.Second - 1).Truncate(time.Second)}

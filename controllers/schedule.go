@@ -135,6 +135,15 @@ func (r *ServiceNowConnectionReconciler) jitter() Jitter {
 	return randomJitter
 }
 
+// storedExpiry is when the token really in the token Secret expires, nil
+// when it holds none of snowauth's.
+func (s *scope) storedExpiry() *time.Time {
+	if s.stored == nil {
+		return nil
+	}
+	return &s.stored.expiry
+}
+
 func timeOf(t *metav1.Time) *time.Time {
 	if t == nil {
 		return nil

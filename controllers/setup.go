@@ -47,13 +47,18 @@ type Options struct {
 	Metrics prometheus.Registerer
 	// Now is the reconciler's clock; nil means the wall clock. Tests skew it.
 	Now func() time.Time
+	// RevokeTimeout is how long after a connection with spec.revokeOnDelete
+	// was deleted snowauth keeps trying to revoke its tokens before it lets
+	// the connection go anyway; zero means DefaultRevokeTimeout.
+	RevokeTimeout time.Duration
 }
 
 // AddConnectionController is the one place that wires snowauth's
 // reconciler into a manager: cmd/main.go and the tests' managers both call
 // it, so tests run what production runs. It registers:
-//   - the reconciler, watching connections on spec changes and annotation
-//     changes (a refresh request); status writes do not wake it up;
+//   - the reconciler, watching connections on spec changes (and deletion,
+//     which moves the generation) and annotation changes (a refresh or
+//     revoke request); status writes do not wake it up;
 //   - token Secrets, through their controller owner reference, so a deleted
 //     or edited token Secret is repaired at once;
 //   - every Secret's metadata (name and version only, from a separate
@@ -70,6 +75,7 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 		Authorization: o.Authorization,
 		Now:           o.Now,
 	}
+	r.revocations.timeout = o.RevokeTimeout
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &snowv1.ServiceNowConnection{}, linkIDIndex,
 		func(o client.Object) []string {
 			if a := o.(*snowv1.ServiceNowConnection).Status.Authorization; a != nil && a.LinkID != "" {
@@ -83,6 +89,16 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 		func(o client.Object) []string {
 			conn := o.(*snowv1.ServiceNowConnection)
 			return []string{conn.Spec.CredentialsSecretRef.Name, conn.TokenSecretName()}
+		}); err != nil {
+		return nil, err
+	}
+
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Secret{}, tokenFingerprintIndex,
+		func(o client.Object) []string {
+			if fp := o.GetAnnotations()[annotationTokenSHA256]; fp != "" && controlledByConnection(o.(*corev1.Secret)) {
+				return []string{fp}
+			}
+			return nil
 		}); err != nil {
 		return nil, err
 	}
@@ -133,6 +149,11 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 
 // linkIDIndex indexes connections by their current authorization link.
 const linkIDIndex = "servicenow.snowauth.dev/link-id"
+
+// tokenFingerprintIndex indexes token Secrets by the fingerprint of the
+// access token snowauth wrote: connections of one OAuth client and user
+// hold the same token (revoke.go).
+const tokenFingerprintIndex = "servicenow.snowauth.dev/token-sha256"
 
 // connectionOfHandover maps a hand-over Secret of the authorization server
 // to the connection whose current link it completes.

@@ -80,6 +80,14 @@ type harness struct {
 	now, clientNow func() time.Time
 	// jwksTrust is what the simulator trusts when it fetches a JWKS.
 	jwksTrust *x509.CertPool
+	// revokeTimeout is the manager's --revoke-on-delete-timeout
+	// (withRevokeTimeout); zero: the default.
+	revokeTimeout time.Duration
+}
+
+// withRevokeTimeout gives the manager a --revoke-on-delete-timeout of d.
+func withRevokeTimeout(d time.Duration) harnessOption {
+	return func(h *harness) { h.revokeTimeout = d }
 }
 
 // withClientClock gives the ServiceNow client (which dates assertions and
@@ -141,6 +149,7 @@ func (h *harness) startManager() {
 		Tokens:        testenv.ClientWithClock(h.t, h.sim, time.Second, h.clientNow),
 		Authorization: h.authz,
 		Now:           h.now,
+		RevokeTimeout: h.revokeTimeout,
 		Logs:          h.logs,
 		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
 			c, err := client.New(cfg, opts)

@@ -11,7 +11,8 @@ import (
 // and once per reconcile.
 //
 //   - Changes a person makes (spec, credentials, a refresh request) are due
-//     at once, even during a backoff.
+//     at once, even during a backoff, and so is a new token after the stored
+//     one was revoked on request (revoke.go).
 //   - A token obtained earlier but not stored yet is due once any backoff
 //     ends: storing it costs no request.
 //   - A failure found before any request was made (a missing Secret or key,
@@ -31,6 +32,8 @@ func refreshTrigger(s *scope) string {
 		return "" // until the first signing key is published (jwtbearer.go)
 	case s.handover != nil:
 		return "a person authorised: the authorization code is to be exchanged"
+	case s.revoked:
+		return "the access token was revoked on request: a new one replaces it"
 	case s.conn.Generation != st.ObservedGeneration:
 		return "the spec changed"
 	case credentialsVersion(s.creds, s.refresh) != st.CredentialsResourceVersion:

@@ -116,6 +116,14 @@ const (
 	// token stops working soon; authorise again.
 	ReasonRefreshTokenExpiresSoon = "RefreshTokenExpiresSoon"
 
+	// ReasonRevocationFailed (RefreshFailed=True, Reconciling=True): a
+	// revoke request (the revoke-requested-at annotation) could not revoke
+	// the access token at ServiceNow; the message says why. snowauth retries
+	// with backoff and asks for no new token meanwhile (ServiceNow would
+	// hand back the same one). Also the reason of the Warning Events of a
+	// revocation that failed.
+	ReasonRevocationFailed = "RevocationFailed"
+
 	// ReasonSuspended (Ready=False): spec.suspend is true.
 	ReasonSuspended = "Suspended"
 

@@ -110,6 +110,16 @@ const (
 	// AnnotationRefreshRequestedAt asks for one immediate refresh whenever its
 	// value changes (any string; `kubectl servicenow refresh` writes the time).
 	AnnotationRefreshRequestedAt = "servicenow.snowauth.dev/refresh-requested-at"
+	// AnnotationRevokeRequestedAt asks, whenever its value changes (any
+	// string; `kubectl servicenow revoke` writes the time), that snowauth
+	// revoke the access token in the token Secret at ServiceNow and put a
+	// new one there at once: for a token that leaked.
+	AnnotationRevokeRequestedAt = "servicenow.snowauth.dev/revoke-requested-at"
+
+	// FinalizerRevoke is on every connection with spec.revokeOnDelete: a
+	// deleted connection stays until snowauth has revoked its tokens, or
+	// given up after the manager's --revoke-on-delete-timeout.
+	FinalizerRevoke = "servicenow.snowauth.dev/revoke"
 )
 
 // SecretReference names a Secret in the connection's own namespace. There is no
@@ -615,6 +625,7 @@ type RateLimitStatus struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.authorizationCode) || self.grantType == 'AuthorizationCode'",message="authorizationCode applies only to grantType AuthorizationCode"
 // +kubebuilder:validation:XValidation:rule="!has(self.jwtBearer) || self.grantType == 'JWTBearer'",message="jwtBearer applies only to grantType JWTBearer"
 // +kubebuilder:validation:XValidation:rule="!has(self.refreshToken) || self.grantType == 'RefreshToken'",message="refreshToken applies only to grantType RefreshToken"
+// +kubebuilder:validation:XValidation:rule="!has(self.revokeOnDelete) || !self.revokeOnDelete || !has(self.tokenSecret) || !has(self.tokenSecret.deletionPolicy) || self.tokenSecret.deletionPolicy != 'Retain'",message="revokeOnDelete cannot be combined with tokenSecret.deletionPolicy Retain: Retain keeps the token for applications after the connection goes, revokeOnDelete revokes it; choose one"
 type ServiceNowConnectionSpec struct {
 	// credentialsSecretRef names the Secret, in this namespace, that holds the
 	// OAuth client of the ServiceNow instance: keys instance (an instance name
@@ -706,6 +717,22 @@ type ServiceNowConnectionSpec struct {
 	// suspended.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// revokeOnDelete, when true, has snowauth revoke at ServiceNow what it
+	// obtained when the connection is deleted: the access token in the token
+	// Secret and, for the AuthorizationCode grant, the refresh token in
+	// <name>-refresh-token (a refresh token given in the credentials Secret
+	// is the giver's and is not revoked). snowauth puts the finalizer
+	// servicenow.snowauth.dev/revoke on the connection, so a deleted
+	// connection waits for the manager: for its revocations, retried for at
+	// most the manager's --revoke-on-delete-timeout (2m) after the deletion,
+	// then a Warning Event names what could not be revoked and the
+	// connection goes. Uninstalling the manager first leaves such
+	// connections undeletable until the finalizer is removed by hand (set
+	// revokeOnDelete to false first). Cannot be combined with
+	// tokenSecret.deletionPolicy Retain. Default false.
+	// +optional
+	RevokeOnDelete bool `json:"revokeOnDelete,omitempty"`
 }
 
 // ServiceNowConnectionStatus is what snowauth observed and did.
@@ -830,6 +857,14 @@ type ServiceNowConnectionStatus struct {
 	// last acted on.
 	// +optional
 	LastHandledRefreshRequest string `json:"lastHandledRefreshRequest,omitempty"`
+
+	// lastHandledRevokeRequest is the value of the
+	// servicenow.snowauth.dev/revoke-requested-at annotation that snowauth
+	// last acted on: it revoked the access token (or found none valid to
+	// revoke) and asked for a new one, with the outcome in the same status
+	// write. While a revocation fails, RefreshFailed says why.
+	// +optional
+	LastHandledRevokeRequest string `json:"lastHandledRevokeRequest,omitempty"`
 }
 
 // ServiceNowConnection keeps a ServiceNow OAuth access token fresh in a Secret

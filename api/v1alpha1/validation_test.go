@@ -78,6 +78,7 @@ func TestEveryGrantWithAllOptionalFieldsIsAccepted(t *testing.T) {
 			}
 			conn.Spec.Suspend = true
 			conn.Spec.Probe = &snowv1.ProbeSpec{Paths: []string{"/api/now/table/incident?sysparm_limit=1"}}
+			conn.Spec.RevokeOnDelete = true
 			if grant == snowv1.GrantAuthorizationCode {
 				conn.Spec.AuthorizationCode = &snowv1.AuthorizationCodeSpec{
 					RefreshTokenLifespan: &metav1.Duration{Duration: 2400 * time.Hour},
@@ -424,6 +425,14 @@ func TestAdmissionRejectsBadInputWithAClearMessage(t *testing.T) {
 			name:    "rejects the same scope twice",
 			mutate:  func(c *snowv1.ServiceNowConnection) { c.Spec.Scopes = []string{"useraccount", "useraccount"} },
 			message: "Duplicate value",
+		},
+		{
+			name: "rejects revokeOnDelete with a token Secret that is retained",
+			mutate: func(c *snowv1.ServiceNowConnection) {
+				c.Spec.RevokeOnDelete = true
+				c.Spec.TokenSecret.DeletionPolicy = snowv1.TokenSecretRetain
+			},
+			message: "revokeOnDelete cannot be combined with tokenSecret.deletionPolicy Retain",
 		},
 	}
 	for _, tc := range cases {

@@ -66,7 +66,7 @@ func NewCommand(o Options) *cobra.Command {
 		Use:   "kubectl-servicenow",
 		Short: "Inspect and refresh snowauth's ServiceNowConnections",
 		Long: "Inspect and refresh snowauth's ServiceNowConnections: how each access token is doing, " +
-			"why a refresh fails, and an immediate refresh on request. Uses your kubeconfig and RBAC, " +
+			"why a refresh fails, an immediate refresh on request, and a leaked token revoked and replaced. Uses your kubeconfig and RBAC, " +
 			"and the kubectl flags below; never reads or prints a token.\n\n" + exitCodesHelp,
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl servicenow"},
 		// Runnable, so that an unknown command is refused by Args, as a
@@ -86,7 +86,7 @@ func NewCommand(o Options) *cobra.Command {
 	flags.AddFlags(root.PersistentFlags())
 	s := &session{Options: o, raw: raw, flags: flags}
 	s.registerFlagCompletions(root)
-	root.AddCommand(newStatusCommand(s), newListCommand(s), newRefreshCommand(s), newAuthorizeCommand(s),
+	root.AddCommand(newStatusCommand(s), newListCommand(s), newRefreshCommand(s), newRevokeCommand(s), newAuthorizeCommand(s),
 		newJWTCertificateCommand(s), newVersionCommand(s), newCompletionCommand(s))
 	return root
 }

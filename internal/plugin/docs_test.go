@@ -40,5 +40,5 @@ func TestTheDocsShowEveryCommandAndFlagAsTheHelpPrintsThem(t *testing.T) {
 		g.Expect(doc).To(ContainSubstring("Usage:\n  "+cmd.UseLine()+"\n\nFlags:\n"+trim(cmd.LocalFlags().FlagUsages())+"\n```"), cmd.Name())
 		g.Expect(doc).To(ContainSubstring("Global Flags:\n"+trim(cmd.InheritedFlags().FlagUsages())+"\n```"), cmd.Name())
 	}
-	g.Expect(documented).To(Equal(7), "status, list, refresh, authorize, jwt-certificate, version, completion")
+	g.Expect(documented).To(Equal(8), "status, list, refresh, revoke, authorize, jwt-certificate, version, completion")
 }

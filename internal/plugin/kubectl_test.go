@@ -277,6 +277,10 @@ func TestUsageMistakesExit2(t *testing.T) {
 		{"refresh", "--all", "-l", "team=payments"},
 		{"refresh", "orders", "--wait", "--timeout", "0s"},
 		{"refresh", "orders", "--timeout", "soon"},
+		{"revoke"},
+		{"revoke", "orders", "crm"},
+		{"revoke", "orders", "--wait", "--timeout", "0s"},
+		{"revoke", "-l", "team=payments"},
 		{"stauts", "orders"},
 	} {
 		r := kubectlServicenow(kc, t0, args...)

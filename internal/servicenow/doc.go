@@ -54,10 +54,21 @@
 // X-RateLimit-Rule headers when a rate limit rule matched (ServiceNow sends
 // no count of the requests left).
 //
+// # Revocation
+//
+// Client.Revoke revokes an access or refresh token at
+// <base>/oauth_revoke_token.do, which needs no client authentication and
+// marks the token expired. ServiceNow documents the token as a query
+// parameter (?token=…); Revoke sends it in a POST form body instead, so that
+// it is in no URL that proxies or the instance's transaction log record. A
+// 2xx answer is success (ServiceNow documents no body); other answers are
+// classified like token requests, a 400, 401 or 403 as AuthenticationFailed
+// ("the instance refused to revoke the token").
+//
 // # Failure kinds
 //
-// Every error returned by Client.Token and Client.ResolveInstance is an
-// *Error. Its Kind is the Kubernetes condition
+// Every error returned by Client.Token, Client.Revoke, Client.CurrentUser and
+// Client.ResolveInstance is an *Error. Its Kind is the Kubernetes condition
 // reason; Kind.Retryable is the one place that says whether retrying can help.
 //
 //	Kind                  Retry  Typical cause                                  What the user should do

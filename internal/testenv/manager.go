@@ -44,6 +44,8 @@ type Manager struct {
 	Metrics prometheus.Registerer
 	// Now is the reconciler's clock (nil: the wall clock), to skew it.
 	Now func() time.Time
+	// RevokeTimeout is --revoke-on-delete-timeout (zero: the default).
+	RevokeTimeout time.Duration
 	// Options changes the manager's options before it is created (leader
 	// election, say).
 	Options func(*ctrl.Options)
@@ -88,9 +90,10 @@ func (e *Env) StartManager(t testing.TB, m Manager) (mgr ctrl.Manager, stop func
 		Namespaces:    m.Namespaces,
 		// Tests start many managers in one process, all with this
 		// controller name.
-		Controller: controller.Options{SkipNameValidation: ptr.To(true)},
-		Metrics:    metrics,
-		Now:        m.Now,
+		Controller:    controller.Options{SkipNameValidation: ptr.To(true)},
+		Metrics:       metrics,
+		Now:           m.Now,
+		RevokeTimeout: m.RevokeTimeout,
 	}); err != nil {
 		t.Fatalf("setting up the controller: %v", err)
 	}

@@ -47,7 +47,7 @@ func TestAuthorizationServerHoldsNoCredentialsAndBothItsFlowsWorkWithTheChartsRi
 		rbac = append(rbac, ofKind(objs, k)...)
 	}
 	policies := append(ofKind(objs, "ValidatingAdmissionPolicy"), ofKind(objs, "ValidatingAdmissionPolicyBinding")...)
-	g.Expect(policies).To(HaveLen(4), "the manager's and the authorization server's")
+	g.Expect(policies).To(HaveLen(6), "the manager's two and the authorization server's")
 	deleteAfterTest(t, append(rbac, policies...))
 	g.Expect(apply(ctx, env.Client, append(rbac, policies...))).To(Succeed())
 	const managerSA, serverSA = "snowauth-auth-controller-manager", "snowauth-auth-authorization"

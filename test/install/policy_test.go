@@ -2,12 +2,14 @@ package install_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
@@ -23,7 +25,7 @@ func TestManagerCannotUseItsSecretRightsToEscalate(t *testing.T) {
 	objs := helmTemplate(t, "snowauth-policy", release)
 	sa := installRBAC(t, objs)
 	policy := append(ofKind(objs, "ValidatingAdmissionPolicy"), ofKind(objs, "ValidatingAdmissionPolicyBinding")...)
-	g.Expect(policy).To(HaveLen(2))
+	g.Expect(policy).To(HaveLen(4), "the Secrets' and the connections' policies, and their bindings")
 	deleteAfterTest(t, policy)
 	g.Expect(apply(ctx, env.Client, policy)).To(Succeed())
 	op := startOperator(t, release, sa, nil)
@@ -59,24 +61,96 @@ func TestManagerCannotUseItsSecretRightsToEscalate(t *testing.T) {
 	op.expectKeepsATokenFresh(workload)
 }
 
-// config/default's policy must name config/default's manager: kustomize
-// cannot template the username in its CEL expression.
+// The manager may patch connections to add and remove its finalizer
+// (spec.revokeOnDelete): with the shipped ValidatingAdmissionPolicy, that
+// and nothing else.
+func TestManagerCanChangeNothingButItsFinalizerOnAConnection(t *testing.T) {
+	g, ctx := NewWithT(t), context.Background()
+	release := env.Namespace(t)
+	objs := helmTemplate(t, "snowauth-conns", release)
+	sa := installRBAC(t, objs)
+	policy := append(ofKind(objs, "ValidatingAdmissionPolicy"), ofKind(objs, "ValidatingAdmissionPolicyBinding")...)
+	deleteAfterTest(t, policy)
+	g.Expect(apply(ctx, env.Client, policy)).To(Succeed())
+	op := startOperator(t, release, sa, nil)
+	workload := env.Namespace(t)
+	conn := &snowv1.ServiceNowConnection{
+		ObjectMeta: metav1.ObjectMeta{Namespace: workload, Name: "orders", Labels: map[string]string{"team": "a"},
+			Finalizers: []string{"example.com/theirs"}},
+		Spec: snowv1.ServiceNowConnectionSpec{GrantType: snowv1.GrantClientCredentials,
+			CredentialsSecretRef: snowv1.SecretReference{Name: "creds"}},
+	}
+	g.Expect(env.Client.Create(ctx, conn)).To(Succeed())
+	t.Cleanup(func() {
+		_ = env.Client.Delete(ctx, conn)
+		_ = env.Client.Patch(ctx, conn, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+	})
+	patch := func(body string) error {
+		return op.client.Patch(ctx, &snowv1.ServiceNowConnection{ObjectMeta: metav1.ObjectMeta{Namespace: workload, Name: "orders"}},
+			client.RawPatch(types.MergePatchType, []byte(body)))
+	}
+
+	// Each try changes the spec anew, until the API server has the policy.
+	tries := 0
+	g.Eventually(func() error {
+		tries++
+		return patch(fmt.Sprintf(`{"spec":{"refreshBefore":"%dm"}}`, 1+tries%1000))
+	}, eventually, interval).Should(MatchError(ContainSubstring("may not change a connection's spec")))
+	g.Expect(patch(`{"metadata":{"labels":{"team":"b"}}}`)).To(MatchError(ContainSubstring("may not change a connection's labels")))
+	g.Expect(patch(`{"metadata":{"annotations":{"servicenow.snowauth.dev/refresh-requested-at":"now"}}}`)).
+		To(MatchError(ContainSubstring("annotations")))
+	g.Expect(patch(`{"metadata":{"finalizers":[]}}`)).To(MatchError(ContainSubstring("only its own finalizer")), "someone else's finalizer")
+	g.Expect(patch(`{"metadata":{"finalizers":["example.com/theirs","servicenow.snowauth.dev/revoke"]}}`)).To(Succeed())
+	g.Expect(patch(`{"metadata":{"finalizers":["example.com/theirs"]}}`)).To(Succeed())
+
+	// What snowauth itself writes passes: with revokeOnDelete, its finalizer.
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(conn), conn)).To(Succeed())
+	p := client.MergeFrom(conn.DeepCopy())
+	conn.Spec.RevokeOnDelete = true
+	g.Expect(env.Client.Patch(ctx, conn, p)).To(Succeed())
+	g.Eventually(func() []string {
+		got := &snowv1.ServiceNowConnection{}
+		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(conn), got)
+		return got.Finalizers
+	}, eventually, interval).Should(ConsistOf("example.com/theirs", snowv1.FinalizerRevoke))
+	g.Expect(op.logs.String()).NotTo(ContainSubstring("Forbidden"))
+}
+
+// config/default's policies must name config/default's manager: kustomize
+// cannot template the username in their CEL expressions.
 func TestConfigPolicyNamesTheManagerOfConfigDefault(t *testing.T) {
 	objs := kustomizeBuild(t, "config/default")
 	sa := only(t, objs, "ServiceAccount")
-	policy := only(t, objs, "ValidatingAdmissionPolicy")
-	binding := only(t, objs, "ValidatingAdmissionPolicyBinding")
+	policies, bindings := ofKind(objs, "ValidatingAdmissionPolicy"), ofKind(objs, "ValidatingAdmissionPolicyBinding")
 	g := NewWithT(t)
-	g.Expect(field(policy, "spec", "matchConditions")).To(ConsistOf(HaveKeyWithValue("expression",
-		"request.userInfo.username == 'system:serviceaccount:"+sa.GetNamespace()+":"+sa.GetName()+"'")))
-	g.Expect(field(binding, "spec", "policyName")).To(Equal(policy.GetName()))
+	g.Expect(policies).To(HaveLen(2), "Secrets and connections")
+	g.Expect(bindings).To(HaveLen(len(policies)))
+	var names []any
+	for _, policy := range policies {
+		g.Expect(field(policy, "spec", "matchConditions")).To(ConsistOf(HaveKeyWithValue("expression",
+			"request.userInfo.username == 'system:serviceaccount:"+sa.GetNamespace()+":"+sa.GetName()+"'")), policy.GetName())
+		names = append(names, policy.GetName())
+	}
+	for _, binding := range bindings {
+		g.Expect(names).To(ContainElement(field(binding, "spec", "policyName")), binding.GetName())
+	}
 }
 
 func TestChartPolicyIsConfigPolicy(t *testing.T) {
-	rendered := only(t, helmTemplate(t, "snowauth", "snowauth-system"), "ValidatingAdmissionPolicy")
-	tested := only(t, kustomizeBuild(t, "config/default"), "ValidatingAdmissionPolicy")
-	for _, f := range []string{"validations", "matchConstraints", "matchConditions", "failurePolicy"} {
-		expectSame(t, field(rendered, "spec", f), field(tested, "spec", f), "the chart's policy differs from config/policy's in spec."+f)
+	tested := map[string]*unstructured.Unstructured{}
+	for _, o := range ofKind(kustomizeBuild(t, "config/default"), "ValidatingAdmissionPolicy") {
+		tested[o.GetName()] = o
+	}
+	rendered := ofKind(helmTemplate(t, "snowauth", "snowauth-system"), "ValidatingAdmissionPolicy")
+	NewWithT(t).Expect(rendered).To(HaveLen(len(tested)))
+	for _, o := range rendered {
+		want, ok := tested[o.GetName()]
+		if !ok {
+			t.Fatalf("the chart's policy %s is not in config/policy", o.GetName())
+		}
+		for _, f := range []string{"validations", "matchConstraints", "matchConditions", "failurePolicy"} {
+			expectSame(t, field(o, "spec", f), field(want, "spec", f), "the chart's policy "+o.GetName()+" differs from config/policy's in spec."+f)
+		}
 	}
 	off := helmTemplate(t, "snowauth", "snowauth-system", "--set", "admissionPolicy.enable=false")
 	NewWithT(t).Expect(ofKind(off, "ValidatingAdmissionPolicy")).To(BeEmpty())

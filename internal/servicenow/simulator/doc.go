@@ -29,7 +29,8 @@
 //	expired tokens               Advance moves the clock; SetAccessTokenLifespan, SetRefreshTokenLifespan,
 //	                             or per-client OAuthClient.AccessTokenLifespan/RefreshTokenLifespan
 //	a dead refresh token         Advance past its lifespan: refresh_token grants never extend it
-//	revoked tokens               RevokeToken, or GET /oauth_revoke_token.do?token=…
+//	revoked tokens               RevokeToken, or /oauth_revoke_token.do (GET ?token=…, or POST with
+//	                             the token in a form body); refreshing or the Table API then get 401
 //	401 access_denied            wrong secret or password, Inactive client or user, a grant missing
 //	                             from OAuthClient.Grants, client_credentials without
 //	                             SetClientCredentialsEnabled(true) and an ApplicationUser
@@ -66,6 +67,9 @@
 // per client and grant, with the simulator-clock time and the status
 // answered, faulted requests included. For a rejected jwt-bearer request
 // the record's Rejection says which check failed, which the answer does not.
+// Revocations and RevocationLog do the same for /oauth_revoke_token.do: the
+// kind of token each request named (access or refresh, never the token),
+// how it came (method, query or body), and whether it revoked a valid one.
 //
 // # Behaviour reproduced
 //
@@ -124,6 +128,12 @@
 //     documented).
 //   - expires_in is the lifespan minus one second (1799 by default); scope is
 //     "useraccount"; token_type is "Bearer".
+//   - /oauth_revoke_token.do takes the token in token, in the query of a GET
+//     (as ServiceNow's documentation shows it) or of a POST, or in a POST's
+//     form body; it needs no authentication, marks the token expired and
+//     answers 200 with no body, whether it knew the token or not. A revoked
+//     refresh token gets the 401 above, a revoked access token the Table
+//     API's 401, and the client+user's next grant issues a new access token.
 //   - GET /api/now/table/sys_user answers a valid bearer token with
 //     {"result":[…]} and X-Total-Count, anything else with the 401
 //     "User Not Authenticated" envelope; GET /api/now/ui/user/current_user
@@ -149,6 +159,7 @@
 // the current one (as a password grant does) is also an assumption, and so
 // are the JWKS cache lifespan's default (ServiceNow's documentation we have
 // does not state it), that an unknown kid does not trigger an early fetch of
-// the JWKS, and that a jwt-bearer token shares the client+user's access token
-// with the password grant.
+// the JWKS, that a jwt-bearer token shares the client+user's access token
+// with the password grant, and that oauth_revoke_token.do reads a POST form
+// body as it reads the query (ServiceNow documents only the query).
 package simulator

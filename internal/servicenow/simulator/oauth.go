@@ -235,15 +235,21 @@ func (s *Simulator) newToken(refresh bool, clientID, username string, expiry tim
 	return t
 }
 
-// revoke marks a token expired. Callers hold mu.
-func (s *Simulator) revoke(value string) {
+// revoke marks a token expired, and says whether it was valid. Callers
+// hold mu.
+func (s *Simulator) revoke(value string) bool {
 	if t, ok := s.tokens[value]; ok && t.valid(s.now()) {
 		t.expiry = s.now()
+		return true
 	}
+	return false
 }
 
-// serveRevoke is /oauth_revoke_token.do?token=…: no authentication, the token
-// is marked expired, and the answer does not say whether it existed.
+// serveRevoke is /oauth_revoke_token.do: GET with ?token=… (as ServiceNow's
+// documentation shows it) or POST with token in the query or a form body.
+// No authentication; the token is marked expired, so refreshing with it or
+// calling the Table API with it fails from then on; the answer (200, no
+// body) does not say whether it existed.
 func (s *Simulator) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
@@ -251,8 +257,11 @@ func (s *Simulator) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.revoke(r.FormValue("token"))
+	revoked := s.revoke(r.FormValue("token"))
 	s.mu.Unlock()
+	if i, ok := r.Context().Value(revocationKey{}).(int); ok && revoked {
+		s.updateRevocation(i, func(rr *RevocationRecord) { rr.Revoked = true })
+	}
 	w.WriteHeader(http.StatusOK)
 }
 

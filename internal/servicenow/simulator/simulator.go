@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -127,6 +128,32 @@ type TokenRequestRecord struct {
 	Rejection string
 }
 
+// The kinds of token a RevocationRecord names.
+const (
+	RevokedAccessToken  = "access"
+	RevokedRefreshToken = "refresh"
+)
+
+// RevocationRecord is one request that reached /oauth_revoke_token.do,
+// whatever its outcome. It holds no token.
+type RevocationRecord struct {
+	// Kind is RevokedAccessToken or RevokedRefreshToken for a token the
+	// simulator issued, "" for any other token (or none); ClientID and
+	// Username say whose token it was.
+	Kind, ClientID, Username string
+	// Method is the HTTP method; InQuery says the token came in the URL's
+	// query (as ServiceNow's documentation shows it) rather than in a
+	// form body.
+	Method  string
+	InQuery bool
+	Time    time.Time // simulator clock
+	Status  int       // HTTP status answered; 0 when hung or dropped
+	Fault   FaultKind // the fault that answered, if any
+	// Revoked says the request marked a valid token expired: false for an
+	// unknown token, one already expired or revoked, and a faulted request.
+	Revoked bool
+}
+
 // Simulator is a ServiceNow instance on loopback, speaking HTTPS with its own
 // CA. All methods are safe for concurrent use, including while requests are
 // being served.
@@ -163,8 +190,9 @@ type Simulator struct {
 
 	// logMu guards requests on its own: records are updated while a
 	// response is being written, which serveToken does holding mu.
-	logMu    sync.Mutex
-	requests []TokenRequestRecord
+	logMu       sync.Mutex
+	requests    []TokenRequestRecord
+	revocations []RevocationRecord
 }
 
 type user struct {
@@ -415,11 +443,35 @@ func (s *Simulator) IssueRefreshToken(clientID, username string) (string, error)
 }
 
 // RevokeToken marks an access or refresh token expired, as
-// GET /oauth_revoke_token.do?token=… does.
+// /oauth_revoke_token.do does, without an HTTP request and without
+// recording a revocation.
 func (s *Simulator) RevokeToken(tok string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.revoke(tok)
+}
+
+// Revocations counts the requests to /oauth_revoke_token.do that revoked a
+// valid token of kind (RevokedAccessToken or RevokedRefreshToken; "" counts
+// both).
+func (s *Simulator) Revocations(kind string) int {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	n := 0
+	for _, r := range s.revocations {
+		if r.Revoked && (kind == "" || r.Kind == kind) {
+			n++
+		}
+	}
+	return n
+}
+
+// RevocationLog returns every request to /oauth_revoke_token.do so far,
+// oldest first, faulted ones included.
+func (s *Simulator) RevocationLog() []RevocationRecord {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	return slices.Clone(s.revocations)
 }
 
 // TokenExpiry reports when a token issued by the simulator expires (or was
@@ -443,8 +495,14 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.inflight.Done()
 
-	rec := -1
-	if r.URL.Path == "/oauth_token.do" {
+	rec, revocation := -1, -1
+	switch r.URL.Path {
+	case "/oauth_revoke_token.do":
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		_ = r.ParseForm()
+		revocation = s.recordRevocation(r)
+		r = r.WithContext(context.WithValue(r.Context(), revocationKey{}, revocation))
+	case "/oauth_token.do":
 		// Parse before any fault so that faulted requests are counted
 		// per client and grant too. Only the body counts, as on
 		// instances where glide.oauth.allow.parameters.in.post.body.only
@@ -461,25 +519,37 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// The record is updated before the answer leaves, so that a test
 	// reading it right after its request returns sees the outcome.
-	sw := &statusWriter{ResponseWriter: w, onStatus: func(status int) { s.setStatus(rec, status) }}
-	fault, handled := s.serveFault(sw, r, func(kind FaultKind) { s.setFault(rec, kind) })
+	sw := &statusWriter{ResponseWriter: w, onStatus: func(status int) {
+		s.setStatus(rec, status)
+		s.updateRevocation(revocation, func(rr *RevocationRecord) { rr.Status = status })
+	}}
+	fault, handled := s.serveFault(sw, r, func(kind FaultKind) {
+		s.setFault(rec, kind)
+		s.updateRevocation(revocation, func(rr *RevocationRecord) { rr.Fault = kind })
+	})
 	if !handled {
 		s.mux.ServeHTTP(sw, r)
 	}
 	if s.logf != nil {
-		s.logf("%s %s -> %d%s", r.Method, r.URL.Path, sw.status, s.describe(rec, fault))
+		s.logf("%s %s -> %d%s", r.Method, r.URL.Path, sw.status, s.describe(rec, revocation, fault))
 	}
 }
 
-// describe renders a request's client, grant and fault for Logf; never
-// secrets.
-func (s *Simulator) describe(rec int, fault FaultKind) string {
+// describe renders a request's client, grant (or the kind of token it
+// revokes) and fault for Logf; never secrets.
+func (s *Simulator) describe(rec, revocation int, fault FaultKind) string {
 	out := ""
 	if rec >= 0 {
 		s.logMu.Lock()
 		r := s.requests[rec]
 		s.logMu.Unlock()
 		out = fmt.Sprintf(" client=%q grant=%q", r.ClientID, r.Grant)
+	}
+	if revocation >= 0 {
+		s.logMu.Lock()
+		r := s.revocations[revocation]
+		s.logMu.Unlock()
+		out = fmt.Sprintf(" client=%q token=%q", r.ClientID, cmp.Or(r.Kind, "unknown"))
 	}
 	if fault != "" {
 		out += fmt.Sprintf(" fault=%s", fault)
@@ -503,6 +573,38 @@ func (s *Simulator) record(r TokenRequestRecord) int {
 	defer s.logMu.Unlock()
 	s.requests = append(s.requests, r)
 	return len(s.requests) - 1
+}
+
+// recordRevocation records a request to /oauth_revoke_token.do (its form
+// parsed): which token it names, never the token.
+func (s *Simulator) recordRevocation(r *http.Request) int {
+	rec := RevocationRecord{Method: r.Method, InQuery: r.URL.Query().Has("token"), Time: s.Now()}
+	s.mu.Lock()
+	if t, ok := s.tokens[r.Form.Get("token")]; ok {
+		rec.Kind, rec.ClientID, rec.Username = RevokedAccessToken, t.clientID, t.username
+		if t.refresh {
+			rec.Kind = RevokedRefreshToken
+		}
+	}
+	s.mu.Unlock()
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	s.revocations = append(s.revocations, rec)
+	return len(s.revocations) - 1
+}
+
+// revocationKey holds, in a revocation's context, the index of its
+// RevocationRecord.
+type revocationKey struct{}
+
+// updateRevocation applies f to revocation record i, if there is one.
+func (s *Simulator) updateRevocation(i int, f func(*RevocationRecord)) {
+	if i < 0 {
+		return
+	}
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	f(&s.revocations[i])
 }
 
 // recordKey holds, in a token request's context, the index of its

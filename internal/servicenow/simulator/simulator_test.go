@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 
 	"github.com/snowauth/snowauth/internal/servicenow/simulator"
 )
@@ -344,6 +346,51 @@ func TestRevocation(t *testing.T) {
 		in := newInstance(t, simulator.Options{})
 
 		g.Expect(in.get(t, "/oauth_revoke_token.do?token=unknown", "").status).To(Equal(200))
+		g.Expect(in.RevocationLog()).To(ConsistOf(HaveField("Kind", "")))
+		g.Expect(in.Revocations("")).To(BeZero(), "nothing was revoked")
+	})
+
+	t.Run("takes the token from a POST form body and records what it revoked, never the token", func(t *testing.T) {
+		g := NewWithT(t)
+		in := newInstance(t, simulator.Options{})
+		tok := in.token(t, passwordGrant())
+		at, rt := tok.str("access_token"), tok.str("refresh_token")
+
+		for _, revoked := range []string{at, rt, at} {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, in.URL()+"/oauth_revoke_token.do",
+				strings.NewReader(url.Values{"token": {revoked}}.Encode()))
+			g.Expect(err).NotTo(HaveOccurred())
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			g.Expect(in.do(t, req).status).To(Equal(200))
+		}
+
+		g.Expect(in.get(t, "/api/now/table/sys_user?sysparm_limit=1", at).status).To(Equal(401), "the access token no longer works")
+		g.Expect(in.token(t, refreshGrant(rt)).status).To(Equal(401), "the refresh token no longer works")
+		g.Expect(in.Revocations(simulator.RevokedAccessToken)).To(Equal(1), "revoking it again revokes nothing")
+		g.Expect(in.Revocations(simulator.RevokedRefreshToken)).To(Equal(1))
+		log := in.RevocationLog()
+		g.Expect(log).To(HaveLen(3))
+		g.Expect(log[0]).To(MatchFields(IgnoreExtras, Fields{
+			"Kind": Equal(simulator.RevokedAccessToken), "ClientID": Equal(clientID), "Username": Equal(username),
+			"Method": Equal(http.MethodPost), "InQuery": BeFalse(), "Status": Equal(200), "Revoked": BeTrue(),
+		}))
+		g.Expect(log[2].Revoked).To(BeFalse())
+		g.Expect(fmt.Sprintf("%+v", log)).NotTo(Or(ContainSubstring(at), ContainSubstring(rt)))
+	})
+
+	t.Run("revokes nothing when a fault answers", func(t *testing.T) {
+		g := NewWithT(t)
+		in := newInstance(t, simulator.Options{})
+		at := in.token(t, passwordGrant()).str("access_token")
+		in.SetFault(simulator.Fault{Kind: simulator.FaultServerError, Path: "/oauth_revoke_token.do", Times: 1})
+
+		g.Expect(in.get(t, "/oauth_revoke_token.do?token="+url.QueryEscape(at), "").status).To(Equal(503))
+
+		g.Expect(in.Revocations("")).To(BeZero())
+		g.Expect(in.RevocationLog()).To(ConsistOf(MatchFields(IgnoreExtras, Fields{
+			"Kind": Equal(simulator.RevokedAccessToken), "InQuery": BeTrue(), "Status": Equal(503), "Fault": Equal(simulator.FaultServerError),
+		})))
+		g.Expect(in.get(t, "/api/now/table/sys_user?sysparm_limit=1", at).status).To(Equal(200))
 	})
 }
 

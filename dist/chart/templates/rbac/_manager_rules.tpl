@@ -26,6 +26,7 @@
   verbs:
   - get
   - list
+  - patch
   - watch
 - apiGroups:
   - servicenow.snowauth.dev
