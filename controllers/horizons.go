@@ -51,6 +51,27 @@ func firstUsed(secret *corev1.Secret, key, value string, now time.Time) (time.Ti
 	return now, sum + " " + now.Format(time.RFC3339)
 }
 
+// sinceFirstUse is when value was first used (firstUsed), and the
+// annotation to keep. When the token Secret lost the annotation (it was
+// deleted and made again) while the credentials are the ones the horizon
+// of kind was counted for, the count goes on from that horizon's start
+// rather than from now, which would move the horizon later than the real
+// end.
+func sinceFirstUse(s *scope, c *credentials.Credentials, key, value string, kind snowv1.HorizonKind, span time.Duration) (time.Time, string) {
+	since, note := firstUsed(s.secret, key, value, s.now)
+	if s.secret != nil && s.secret.Annotations[key] != "" {
+		return since, note // the annotation answered (its value, or a new one)
+	}
+	st := s.conn.Status
+	same := st.CredentialsResourceVersion == c.Version || strings.HasPrefix(st.CredentialsResourceVersion, c.Version+"/")
+	if i := slices.IndexFunc(st.Horizons, func(h snowv1.Horizon) bool { return h.Kind == kind }); i >= 0 && same {
+		if start := st.Horizons[i].At.Add(-span); start.Before(since) {
+			return start, fingerprint(value) + " " + start.UTC().Format(time.RFC3339)
+		}
+	}
+	return since, note
+}
+
 // setHorizon records a horizon of kind in st, replacing the one there.
 func setHorizon(st *snowv1.ServiceNowConnectionStatus, kind snowv1.HorizonKind, at time.Time, source string) {
 	h := snowv1.Horizon{Kind: kind, At: metav1.Time{Time: at.UTC().Truncate(time.Second)}, Source: bound(source, 512)}
@@ -89,14 +110,14 @@ func observeHorizons(s *scope, c *credentials.Credentials) {
 		if rt := s.conn.Spec.RefreshToken; rt != nil && rt.Lifespan != nil {
 			lifespan = rt.Lifespan.Duration
 		}
-		since, note := firstUsed(s.secret, annotationRefreshTokenFirstUsed, c.Client.RefreshToken, s.now)
+		since, note := sinceFirstUse(s, c, annotationRefreshTokenFirstUsed, c.Client.RefreshToken, snowv1.HorizonRefreshToken, lifespan)
 		s.firstUsed[annotationRefreshTokenFirstUsed] = note
 		setHorizon(st, snowv1.HorizonRefreshToken, since.Add(lifespan), fmt.Sprintf(
 			"spec.refreshToken.lifespan (%s) from when snowauth first used the refresh token, %s; it may be older: key %s of the credentials Secret says the end exactly",
 			lifespan, since.Format(time.RFC3339), snowv1.CredentialsKeyRefreshTokenExpiresAt))
 	}
 	if max := s.conn.Spec.ClientSecretMaxAge; max != nil {
-		since, note := firstUsed(s.secret, annotationClientSecretFirstUsed, c.Client.ClientSecret, s.now)
+		since, note := sinceFirstUse(s, c, annotationClientSecretFirstUsed, c.Client.ClientSecret, snowv1.HorizonClientSecret, max.Duration)
 		s.firstUsed[annotationClientSecretFirstUsed] = note
 		setHorizon(st, snowv1.HorizonClientSecret, since.Add(max.Duration), fmt.Sprintf(
 			"spec.clientSecretMaxAge (%s) from when snowauth first used the client secret, %s", max.Duration, since.Format(time.RFC3339)))

@@ -75,6 +75,17 @@ func TestARefreshTokensLifespanIsCountedFromItsFirstUseAndWarnsAsTheSimulatorsCl
 	h.g.Expect(h.horizon("orders", snowv1.HorizonRefreshToken).At).To(Equal(first.At), "refreshing does not restart the count: ServiceNow never extends a refresh token")
 	h.g.Expect(h.readyStatus("orders")()).To(Equal("True/TokenValid"))
 
+	// The token Secret, which keeps the first use, is deleted: the count
+	// goes on from the same start.
+	h.g.Expect(env.Client.Delete(h.ctx, h.tokenSecret("orders-token"))).To(Succeed())
+	h.g.Eventually(func() map[string]string {
+		if sec := h.tokenSecret("orders-token"); sec != nil {
+			return sec.Annotations
+		}
+		return nil
+	}, 20*time.Second).Should(HaveKey("servicenow.snowauth.dev/refresh-token-first-used"))
+	h.g.Expect(h.horizon("orders", snowv1.HorizonRefreshToken).At).To(Equal(first.At), "a deleted token Secret does not move the horizon")
+
 	// A new refresh token (another user's, so another token) starts its
 	// own count.
 	rt, err := h.sim.IssueRefreshToken(clientID, appUser)

@@ -157,7 +157,7 @@ func planKeys(keys []managedKey, published []snowv1.PublishedKey, alg string, no
 			}
 			p.wake = append(p.wake, s.RetiresAt.Time)
 		default: // waiting to sign
-			from := s.PublishedAt.Add(t.publishAhead)
+			from := s.PublishedAt.Add(t.publishAhead).Truncate(time.Second)
 			s.SignsFrom, s.RetiresAt = &metav1.Time{Time: from}, nil
 			p.wake = append(p.wake, from)
 		}

@@ -106,6 +106,15 @@ func (h *heldRefreshTokens) get(uid types.UID, credentialsVersion string, now ti
 	return t.token, true
 }
 
+// any returns uid's refresh token whatever the credentials, while it is
+// to be used: what a deletion revokes.
+func (h *heldRefreshTokens) any(uid types.UID, now time.Time) (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t, ok := h.m[uid]
+	return t.token, ok && now.Before(t.until)
+}
+
 func (h *heldRefreshTokens) drop(uid types.UID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

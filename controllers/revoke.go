@@ -2,13 +2,16 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -140,6 +143,11 @@ func (r *ServiceNowConnectionReconciler) revokeOnDelete(ctx context.Context, con
 		return ctrl.Result{}, err
 	case err != nil:
 		failed = append(failed, fmt.Sprintf("the tokens (they could not be read: %s)", apiMessage(err, "")))
+	case s.secret == nil && conn.Status.ExpiresAt != nil && s.now.Before(conn.Status.ExpiresAt.Time):
+		// A foreground deletion (kubectl --cascade=foreground, Argo CD's
+		// default prune) deletes the owned Secrets first.
+		failed = append(failed, fmt.Sprintf("the access token (Secret %s was deleted before the connection, as a foreground "+
+			"deletion does: delete connections with background propagation)", conn.TokenSecretName()))
 	}
 	for _, t := range tokens {
 		if r.revocations.revoked(conn, t.kind) {
@@ -174,6 +182,7 @@ func (r *ServiceNowConnectionReconciler) revokeOnDelete(ctx context.Context, con
 	}
 	r.revocations.forget(conn)
 	r.kept.drop(conn.UID)
+	r.held.drop(conn.UID)
 	return ctrl.Result{}, r.setFinalizer(ctx, conn, false)
 }
 
@@ -200,6 +209,9 @@ func (r *ServiceNowConnectionReconciler) heldTokens(ctx context.Context, s *scop
 			out = append(out, heldToken{kind: kindRefreshToken, where: "Secret " + s.conn.RefreshTokenSecretName(),
 				value: string(s.refresh.Data[snowv1.AuthorizationKeyRefreshToken])})
 		}
+	}
+	if rt, ok := r.held.any(s.conn.UID, s.now); ok && s.conn.Spec.GrantType == snowv1.GrantPassword {
+		out = append(out, heldToken{kind: kindRefreshToken, where: "the manager's memory (a password login's)", value: rt})
 	}
 	return out, nil
 }
@@ -237,10 +249,17 @@ func (r *ServiceNowConnectionReconciler) revoke(ctx context.Context, s *scope, i
 	if t.kind == kindAccessToken {
 		// ServiceNow's answer does not say whether the token was known (nor
 		// whether the instance read it from the form body): ask whether it
-		// still takes the token.
-		if _, err := r.Tokens.CurrentUser(ctx, instance, t.value); err == nil {
+		// still takes the token. Only a 401 says it does not: a 403 (a REST
+		// API auth scope), a 429 or an outage says nothing about the token.
+		_, err := r.Tokens.CurrentUser(ctx, instance, t.value)
+		var se *servicenow.Error
+		if !errors.As(err, &se) || se.Kind != servicenow.KindAuthenticationFailed || se.StatusCode != http.StatusUnauthorized {
+			why := "still accepts the token"
+			if err != nil {
+				why = "did not say whether it still takes the token (" + err.Error() + ")"
+			}
 			return &failure{reason: string(servicenow.KindInvalidResponse), retryable: true,
-				message: fmt.Sprintf("%s accepted the revocation but still accepts the token; see docs/servicenow-setup.md (Revocation)", instance)}
+				message: fmt.Sprintf("%s accepted the revocation but %s; see docs/servicenow-setup.md (Revocation)", instance, why)}
 		}
 	}
 	if len(others) > 0 {
@@ -274,9 +293,16 @@ func (r *ServiceNowConnectionReconciler) holdersOf(ctx context.Context, conn *sn
 	}
 	var others []string
 	for _, secret := range secrets.Items {
-		if ref := metav1.GetControllerOf(&secret); ref != nil && ref.UID != conn.UID {
-			others = append(others, secret.Namespace+"/"+ref.Name)
+		ref := metav1.GetControllerOf(&secret)
+		if ref == nil || ref.UID == conn.UID {
+			continue
 		}
+		other := &snowv1.ServiceNowConnection{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: secret.Namespace, Name: ref.Name}, other)
+		if err == nil && other.UID == ref.UID && other.DeletionTimestamp != nil && other.Spec.RevokeOnDelete {
+			continue // going too, and revoking what it holds
+		}
+		others = append(others, secret.Namespace+"/"+ref.Name)
 	}
 	return others, nil
 }
@@ -331,6 +357,13 @@ func (r *ServiceNowConnectionReconciler) revokeSuperseded(ctx context.Context, s
 		return
 	}
 	t := heldToken{kind: "superseded " + kindRefreshToken, where: "Secret " + s.conn.RefreshTokenSecretName(), value: superseded}
+	if was := s.conn.Status.InstanceURL; was != "" && was != instance.String() {
+		// The old token is another instance's: it is never sent elsewhere.
+		r.event(s.conn, corev1.EventTypeWarning, snowv1.ReasonRevocationFailed, revokeAction(t.kind),
+			"did not revoke the %s: it was issued by %s, and the credentials now name %s; revoke it there (System OAuth > Manage Tokens)",
+			t.kind, was, instance)
+		return
+	}
 	if err := r.revoke(ctx, s, instance, t, true, " (replaced by the authorization of link "+linkID+")"); err != nil {
 		logf.FromContext(ctx).Info("could not revoke the superseded refresh token", "reason", servicenow.KindOf(err))
 		r.event(s.conn, corev1.EventTypeWarning, snowv1.ReasonRevocationFailed, revokeAction(t.kind),

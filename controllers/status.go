@@ -181,6 +181,7 @@ func (r *ServiceNowConnectionReconciler) writeStatus(ctx context.Context, base *
 		out.Reason, out.Message = in.Reason, in.Message
 		out.NextRefreshTime, out.ConsecutiveFailures, out.LastFailureTime = in.NextRefreshTime, in.ConsecutiveFailures, in.LastFailureTime
 		out.CredentialsResourceVersion, out.LastHandledRefreshRequest = in.CredentialsResourceVersion, in.LastHandledRefreshRequest
+		out.LastHandledRevokeRequest = in.LastHandledRevokeRequest // else a handled revoke request would revoke each new token
 		if err = r.Status().Patch(ctx, minimal, client.MergeFrom(base)); err == nil {
 			conn.ResourceVersion = minimal.ResourceVersion
 		}

@@ -41,7 +41,11 @@ func (c *Client) CurrentUser(ctx context.Context, instance Instance, accessToken
 		} `json:"result"`
 	}
 	if a.status != http.StatusOK {
-		return User{}, newError(KindAuthenticationFailed, nil, "the instance answered HTTP %d to the current-user request", a.status)
+		// StatusCode tells a 401 (the token is not taken) from a 403 (a
+		// REST API auth scope refuses this API).
+		e := newError(KindAuthenticationFailed, nil, "the instance answered HTTP %d to the current-user request", a.status)
+		e.StatusCode = a.status
+		return User{}, e
 	}
 	if err := json.Unmarshal(a.body, &body); err != nil || body.Result.UserName == "" {
 		return User{}, newError(KindInvalidResponse, nil, "the instance's current-user answer names no user")
