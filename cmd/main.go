@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -62,6 +63,7 @@ type options struct {
 	renewDeadline          time.Duration
 	retryPeriod            time.Duration
 	memoryLimit            string
+	connectionSelector     string
 }
 
 func main() {
@@ -109,6 +111,9 @@ func main() {
 			"rotating); created if absent. The authorization server mounts it.")
 	flag.DurationVar(&o.authLinkTTL, "authorization-link-ttl", authserver.DefaultLinkTTL,
 		"How long an authorization link works.")
+	flag.StringVar(&o.connectionSelector, "connection-selector", "",
+		"A label selector (such as snowauth.dev/shard=a): this manager serves only the connections it matches, so that "+
+			"several managers (shards) share the connections. Give each shard its own --leader-election-id. Empty: every connection.")
 	flag.StringVar(&o.memoryLimit, "memory-limit", "",
 		"The container's memory limit (a quantity such as 256Mi; the chart passes limits.memory through the downward API). "+
 			"The Go runtime then keeps the heap within 90% of it, collecting garbage more often as it nears it, instead of letting it grow to twice the live heap. "+
@@ -176,9 +181,15 @@ func run(o options) error {
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	namespaces := splitList(o.watchNamespaces)
+	var shard labels.Selector
+	if o.connectionSelector != "" {
+		if shard, err = labels.Parse(o.connectionSelector); err != nil {
+			return fmt.Errorf("--connection-selector %q: %w", o.connectionSelector, err)
+		}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Cache:                         controllers.CacheOptions(namespaces, handoverNamespace(o)),
+		Cache:                         controllers.CacheOptions(namespaces, handoverNamespace(o), shard),
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
 		PprofBindAddress:              o.pprofAddr,
@@ -204,6 +215,7 @@ func run(o options) error {
 		Namespaces:    namespaces,
 		Controller:    controller.Options{MaxConcurrentReconciles: o.maxConcurrent},
 		RevokeTimeout: o.revokeTimeout,
+		Sharded:       shard != nil,
 	}); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)
 	}
@@ -214,7 +226,8 @@ func run(o options) error {
 		return err
 	}
 
-	log.Info("starting manager", "version", version.Get().Version, "allowedInstanceDomains", o.allowedDomains, "watchNamespaces", namespaces)
+	log.Info("starting manager", "version", version.Get().Version, "allowedInstanceDomains", o.allowedDomains, "watchNamespaces", namespaces,
+		"connectionSelector", o.connectionSelector)
 	// The signal handler cancels on SIGTERM/SIGINT; the manager then stops
 	// its controllers, letting in-flight reconciles finish.
 	return mgr.Start(ctrl.SetupSignalHandler())

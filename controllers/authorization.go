@@ -51,6 +51,11 @@ type Authorization struct {
 type handoverSweeper struct {
 	r         *ServiceNowConnectionReconciler
 	unclaimed map[string]bool
+	// sharded: the cache holds one shard's connections, so a hand-over no
+	// connection here claims may be another shard's. It is deleted only
+	// once no link can take it any more (older than a link's lifetime and
+	// the grace).
+	sharded bool
 }
 
 // NeedLeaderElection is true: only the leader deletes.
@@ -90,6 +95,9 @@ func (h *handoverSweeper) sweep(ctx context.Context) error {
 			return err
 		}
 		if id == "" || len(conns.Items) > 0 {
+			continue
+		}
+		if h.sharded && time.Since(secret.CreationTimestamp.Time) < h.r.Authorization.Links.LinkTTL()+authserver.HandoverGrace {
 			continue
 		}
 		if !h.unclaimed[secret.Name] {

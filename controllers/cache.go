@@ -37,8 +37,10 @@ const annotationTrimmed = "servicenow.snowauth.dev/cache-trimmed"
 
 // CacheOptions returns the manager's cache options. namespaces restricts
 // the cache (nil: all namespaces); handovers is the authorization server's
-// namespace ("" when it is off), whose hand-over Secrets are watched too.
-func CacheOptions(namespaces []string, handovers string) cache.Options {
+// namespace ("" when it is off), whose hand-over Secrets are watched too;
+// connections, when not nil, is a shard's label selector: the manager sees,
+// and so serves, only the connections it matches.
+func CacheOptions(namespaces []string, handovers string, connections labels.Selector) cache.Options {
 	secrets := cache.ByObject{
 		Label:     labels.SelectorFromSet(labels.Set{snowv1.LabelManagedBy: snowv1.ManagedByValue}),
 		Transform: trimSecret,
@@ -51,7 +53,7 @@ func CacheOptions(namespaces []string, handovers string) cache.Options {
 		DefaultTransform:  cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}:               secrets,
-			&snowv1.ServiceNowConnection{}: {Transform: trimConnection},
+			&snowv1.ServiceNowConnection{}: {Transform: trimConnection, Label: connections},
 		},
 	}
 }

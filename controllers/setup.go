@@ -47,6 +47,10 @@ type Options struct {
 	Metrics prometheus.Registerer
 	// Now is the reconciler's clock; nil means the wall clock. Tests skew it.
 	Now func() time.Time
+	// Sharded says the manager serves only the connections a label
+	// selector matches (CacheOptions): other shards' hand-overs are left
+	// to them while they may be taken.
+	Sharded bool
 	// RevokeTimeout is how long after a connection with spec.revokeOnDelete
 	// was deleted snowauth keeps trying to revoke its tokens before it lets
 	// the connection go anyway; zero means DefaultRevokeTimeout.
@@ -132,7 +136,7 @@ func AddConnectionController(mgr ctrl.Manager, o Options) (*ServiceNowConnection
 	}
 
 	if o.Authorization != nil {
-		if err := mgr.Add(&handoverSweeper{r: r}); err != nil {
+		if err := mgr.Add(&handoverSweeper{r: r, sharded: o.Sharded}); err != nil {
 			return nil, err
 		}
 	}

@@ -80,6 +80,8 @@ type harness struct {
 	now, clientNow func() time.Time
 	// jwksTrust is what the simulator trusts when it fetches a JWKS.
 	jwksTrust *x509.CertPool
+	// noManager: the test starts its own managers (withoutManager).
+	noManager bool
 	// revokeTimeout is the manager's --revoke-on-delete-timeout
 	// (withRevokeTimeout); zero: the default.
 	revokeTimeout time.Duration
@@ -88,6 +90,11 @@ type harness struct {
 // withRevokeTimeout gives the manager a --revoke-on-delete-timeout of d.
 func withRevokeTimeout(d time.Duration) harnessOption {
 	return func(h *harness) { h.revokeTimeout = d }
+}
+
+// withoutManager leaves starting managers to the test.
+func withoutManager() harnessOption {
+	return func(h *harness) { h.noManager = true }
 }
 
 // withClientClock gives the ServiceNow client (which dates assertions and
@@ -129,6 +136,9 @@ func newHarness(t *testing.T, lifespan time.Duration, opts ...harnessOption) *ha
 	}
 	for _, o := range opts {
 		o(h)
+	}
+	if h.noManager {
+		return h
 	}
 	h.startManager()
 	t.Cleanup(h.stopManager)

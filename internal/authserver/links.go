@@ -111,6 +111,14 @@ func (l *Links) endpoint(name, state string) string {
 	return u.String()
 }
 
+// LinkTTL is how long a link works.
+func (l *Links) LinkTTL() time.Duration {
+	if l.TTL > 0 {
+		return l.TTL
+	}
+	return DefaultLinkTTL
+}
+
 // JWKSURL is where the server publishes a JWTBearer connection's public
 // keys.
 func (l *Links) JWKSURL(namespace, name string) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +31,9 @@ type Manager struct {
 	Config *rest.Config
 	// Namespaces restricts the caches (nil: every namespace).
 	Namespaces []string
+	// ConnectionSelector makes the manager a shard serving the
+	// connections it matches (--connection-selector); nil: all.
+	ConnectionSelector labels.Selector
 	// Tokens talks to ServiceNow (usually a servicenow.Client trusting a
 	// simulator).
 	Tokens controllers.TokenSource
@@ -65,7 +69,7 @@ func (e *Env) StartManager(t testing.TB, m Manager) (mgr ctrl.Manager, stop func
 	}
 	opts := ctrl.Options{
 		Scheme:                 e.Scheme,
-		Cache:                  controllers.CacheOptions(m.Namespaces, handovers(m.Authorization)),
+		Cache:                  controllers.CacheOptions(m.Namespaces, handovers(m.Authorization), m.ConnectionSelector),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Logger:                 zap.New(zap.WriteTo(logs), zap.UseDevMode(true), zap.Level(zapLevelDebug)),
@@ -88,6 +92,7 @@ func (e *Env) StartManager(t testing.TB, m Manager) (mgr ctrl.Manager, stop func
 		Tokens:        m.Tokens,
 		Authorization: m.Authorization,
 		Namespaces:    m.Namespaces,
+		Sharded:       m.ConnectionSelector != nil,
 		// Tests start many managers in one process, all with this
 		// controller name.
 		Controller:    controller.Options{SkipNameValidation: ptr.To(true)},

@@ -1,6 +1,7 @@
 package install_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -381,4 +382,45 @@ func TestInstallYAMLAndConfigNetworkPolicySelectTheManager(t *testing.T) {
 			g.Expect(containerPortNames(t, objs)).To(ContainElement(p.(map[string]any)["port"]), "NetworkPolicy ingress port")
 		}
 	}
+}
+
+// Shards are releases of the chart, each with its --connection-selector
+// and its own Lease: the second leaves out the CRD, and no cluster-wide
+// object of one has the name of the other's, so both install side by side.
+func TestTwoChartReleasesInstallSideBySideAsShards(t *testing.T) {
+	g, ctx := NewWithT(t), context.Background()
+	nsA, nsB := env.Namespace(t), env.Namespace(t)
+	shard := func(release, ns, selector string, extra ...string) []*unstructured.Unstructured {
+		return helmTemplate(t, release, ns, append([]string{
+			"--set", "manager.extraArgs[0]=--connection-selector=" + selector,
+			"--set", "manager.extraArgs[1]=--leader-election-id=" + release + ".servicenow.snowauth.dev",
+		}, extra...)...)
+	}
+	a := shard("shard-a", nsA, "snowauth.dev/shard=a", "--set", "crd.enable=false")
+	b := shard("shard-rest", nsB, "snowauth.dev/shard!=a", "--set", "crd.enable=false")
+	g.Expect(managerArgs(t, a)).To(ContainElements("--connection-selector=snowauth.dev/shard=a", "--leader-election-id=shard-a.servicenow.snowauth.dev"))
+
+	clusterWide := func(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+		var out []*unstructured.Unstructured
+		for _, o := range objs {
+			if o.GetNamespace() == "" {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+	names := func(objs []*unstructured.Unstructured) []string {
+		var out []string
+		for _, o := range objs {
+			out = append(out, o.GetKind()+"/"+o.GetName())
+		}
+		return out
+	}
+	for _, n := range names(clusterWide(b)) {
+		g.Expect(names(clusterWide(a))).NotTo(ContainElement(n), "no cluster-wide name in common")
+	}
+	g.Expect(names(clusterWide(a))).To(ContainElement(HavePrefix("ValidatingAdmissionPolicy/")), "the policies are among them")
+	objs := append(clusterWide(a), clusterWide(b)...)
+	deleteAfterTest(t, objs)
+	g.Expect(apply(ctx, env.Client, objs)).To(Succeed(), "the two releases' cluster-wide objects (RBAC, admission policies) do not collide")
 }
