@@ -44,15 +44,12 @@ func newAuthorizeCommand(s *session) *cobra.Command {
 			if timeout <= 0 {
 				return usageError(cmd, "--timeout must be positive, got %s", timeout)
 			}
-			c, ns, err := s.client()
+			ctx := cmd.Context()
+			c, conn, err := s.connection(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			ctx, name := cmd.Context(), args[0]
-			conn := &snowv1.ServiceNowConnection{}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, conn); err != nil {
-				return explain(err, ns, name)
-			}
+			ns, name := conn.Namespace, conn.Name
 			if conn.Spec.GrantType != snowv1.GrantAuthorizationCode {
 				return fmt.Errorf("%s/%s uses the %s grant: only AuthorizationCode connections are authorised by a person", ns, name, conn.Spec.GrantType)
 			}

@@ -218,3 +218,17 @@ func explain(err error, namespace, name string) error {
 	}
 	return err
 }
+
+// connection reads the connection named name in the session's namespace,
+// with the client it used: the first step of the commands that act on one.
+func (s *session) connection(ctx context.Context, name string) (client.WithWatch, *snowv1.ServiceNowConnection, error) {
+	c, ns, err := s.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	conn := &snowv1.ServiceNowConnection{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, conn); err != nil {
+		return nil, nil, explain(err, ns, name)
+	}
+	return c, conn, nil
+}

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	snowv1 "github.com/snowauth/snowauth/api/v1alpha1"
 )
@@ -28,14 +27,9 @@ func newJWTCertificateCommand(s *session) *cobra.Command {
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: s.completeNames(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := s.client()
+			_, conn, err := s.connection(cmd.Context(), args[0])
 			if err != nil {
 				return err
-			}
-			name := args[0]
-			conn := &snowv1.ServiceNowConnection{}
-			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: name}, conn); err != nil {
-				return explain(err, ns, name)
 			}
 			cert, err := jwtCertificate(conn)
 			if err != nil {

@@ -39,15 +39,12 @@ func newRevokeCommand(s *session) *cobra.Command {
 			if wait && timeout <= 0 {
 				return usageError(cmd, "--timeout must be positive, got %s", timeout)
 			}
-			c, ns, err := s.client()
+			ctx := cmd.Context()
+			c, conn, err := s.connection(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			ctx, name := cmd.Context(), args[0]
-			conn := &snowv1.ServiceNowConnection{}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, conn); err != nil {
-				return explain(err, ns, name)
-			}
+			ns, name := conn.Namespace, conn.Name
 			value := s.now().UTC().Format(time.RFC3339Nano)
 			if err := requestRevocation(ctx, c, conn, value); err != nil {
 				return err

@@ -198,30 +198,15 @@ func (c *Client) classifyProbeAnswer(a *answer) *Error {
 	}
 	body := errorFields(a)
 	e := &Error{StatusCode: a.status}
-	switch {
-	case a.status == http.StatusUnauthorized:
+	switch a.status {
+	case http.StatusUnauthorized:
 		e.Kind = KindAuthenticationFailed
 		e.setDetail(body, "the instance did not accept the token (", ")")
-	case a.status == http.StatusForbidden:
+	case http.StatusForbidden:
 		e.Kind = KindAuthenticationFailed
 		e.setDetail(body, "the instance refused the request (", ")")
-	case a.status == http.StatusRequestTimeout:
-		e.Kind = KindTimeout
-		e.setDetail(body, "the instance timed out reading the request (", ")")
-	case a.status == http.StatusTooManyRequests:
-		e.Kind = KindRateLimited
-		e.RetryAfter = retryAfter(a.header, c.now())
-		after := ")"
-		if e.RetryAfter > 0 {
-			after += "; it resets after " + e.RetryAfter.String()
-		}
-		e.setDetail(body, "ServiceNow is rate limiting requests (", after)
-	case a.status >= 500:
-		e.Kind = KindInstanceUnavailable
-		e.setDetail(body, "the instance is unavailable (", ")")
 	default:
-		e.Kind = KindInvalidResponse
-		e.setDetail(body, "unexpected answer from the instance (", ")")
+		c.classifyOther(a, body, e, "; it resets after ")
 	}
 	return e
 }

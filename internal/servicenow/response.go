@@ -237,30 +237,13 @@ func (c *Client) classifyAnswer(a *answer, grant Grant) *Error {
 		return oauthRejection(a.status, body, grant)
 	}
 	e := &Error{StatusCode: a.status}
-	switch {
-	case a.status == http.StatusNotFound:
+	if a.status == http.StatusNotFound {
 		e.Kind = KindInvalidInstance
 		e.setDetail(body, "no ServiceNow endpoint at this URL (",
 			"): is it a ServiceNow instance, with the OAuth plugin active?")
-	case a.status == http.StatusRequestTimeout:
-		e.Kind = KindTimeout
-		e.setDetail(body, "the instance timed out reading the request (", ")")
-	case a.status == http.StatusTooManyRequests:
-		e.Kind = KindRateLimited
-		e.RetryAfter = retryAfter(a.header, c.now())
-		after := ")"
-		if e.RetryAfter > 0 {
-			after += fmt.Sprintf("; retry after %v", e.RetryAfter)
-		}
-		e.setDetail(body, "ServiceNow is rate limiting requests (", after)
-	case a.status >= 500:
-		e.Kind = KindInstanceUnavailable
-		e.RetryAfter = retryAfter(a.header, c.now())
-		e.setDetail(body, "the instance is unavailable (", ")")
-	default:
-		e.Kind = KindInvalidResponse
-		e.setDetail(body, "unexpected answer from the instance (", ")")
+		return e
 	}
+	c.classifyOther(a, body, e, "; retry after ")
 	return e
 }
 
@@ -330,6 +313,32 @@ func oauthRejection(status int, body errorBody, grant Grant) *Error {
 	e := &Error{Kind: KindAuthenticationFailed, StatusCode: status}
 	e.setDetail(body, "ServiceNow rejected the token request (", "): "+causes)
 	return e
+}
+
+// classifyOther sets e for the answers every request to an instance can
+// get alike: 408, 429 (retryIn introduces the Retry-After in the message),
+// 5xx, and anything else unexpected.
+func (c *Client) classifyOther(a *answer, body errorBody, e *Error, retryIn string) {
+	switch {
+	case a.status == http.StatusRequestTimeout:
+		e.Kind = KindTimeout
+		e.setDetail(body, "the instance timed out reading the request (", ")")
+	case a.status == http.StatusTooManyRequests:
+		e.Kind = KindRateLimited
+		e.RetryAfter = retryAfter(a.header, c.now())
+		after := ")"
+		if e.RetryAfter > 0 {
+			after += retryIn + e.RetryAfter.String()
+		}
+		e.setDetail(body, "ServiceNow is rate limiting requests (", after)
+	case a.status >= 500:
+		e.Kind = KindInstanceUnavailable
+		e.RetryAfter = retryAfter(a.header, c.now())
+		e.setDetail(body, "the instance is unavailable (", ")")
+	default:
+		e.Kind = KindInvalidResponse
+		e.setDetail(body, "unexpected answer from the instance (", ")")
+	}
 }
 
 // errorBody holds the error fields of a JSON error body exactly as the
