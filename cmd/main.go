@@ -97,7 +97,9 @@ func main() {
 	flag.StringVar(&o.caBundleFile, "ca-bundle", "",
 		"PEM file of extra CA certificates to trust for on-premise instances, added to the system trust store.")
 	flag.DurationVar(&o.requestTimeout, "token-request-timeout", 30*time.Second, "Time limit of one token request.")
-	flag.IntVar(&o.maxConcurrent, "max-concurrent-reconciles", 8, "Connections reconciled in parallel.")
+	flag.IntVar(&o.maxConcurrent, "max-concurrent-reconciles", 32,
+		"Connections reconciled in parallel. A reconcile mostly waits (for a token request, for the API server), "+
+			"so workers cost little; API writes stay within --kube-api-qps whatever their number.")
 	flag.Float64Var(&o.qps, "kube-api-qps", 100, "Sustained queries per second to the Kubernetes API.")
 	flag.IntVar(&o.burst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API.")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "",

@@ -55,7 +55,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&scenarios, "scenarios", strings.Join(scenarioNames, ","),
 		"comma-separated scenarios to report: "+strings.Join(scenarioNames, ", "))
 	fs.DurationVar(&c.simLatency, "sim-latency", 50*time.Millisecond, "response latency of the simulator's token endpoint")
-	fs.IntVar(&c.concurrency, "concurrency", 8, "manager --max-concurrent-reconciles, and the floor's concurrency")
+	fs.IntVar(&c.concurrency, "concurrency", 32, "manager --max-concurrent-reconciles, and the floor's concurrency")
 	fs.Float64Var(&c.qps, "qps", 100, "manager --kube-api-qps, and the floor client's QPS")
 	fs.IntVar(&c.burst, "burst", 200, "manager --kube-api-burst, and the floor client's burst")
 	fs.DurationVar(&c.restartWindow, "restart-window", time.Minute, "restart: how long after ready to count token requests")

@@ -72,7 +72,7 @@ func TestChartRunsTheManagerWithTheFlagsOfItsValues(t *testing.T) {
 			"--metrics-bind-address=:8443",
 			"--allowed-instance-domains=service-now.com,servicenowservices.com",
 			"--token-request-timeout=30s",
-			"--max-concurrent-reconciles=8",
+			"--max-concurrent-reconciles=32",
 			"--kube-api-qps=100",
 			"--kube-api-burst=200",
 			"--zap-log-level=info",
