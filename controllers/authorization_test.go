@@ -122,19 +122,25 @@ func (h *harness) login(link string, allow bool) string {
 	return cb.String()
 }
 
+// lastHandledAuthorizationRequest is the authorization-requested-at value
+// snowauth last acted on, for Eventually.
+func (h *harness) lastHandledAuthorizationRequest(name string) func() string {
+	return func() string {
+		if a := h.get(name).Status.Authorization; a != nil {
+			return a.LastHandledRequest
+		}
+		return ""
+	}
+}
+
 // requestLink asks for a new link as `kubectl servicenow authorize` does
 // and returns it from the Secret status names, once the manager made it.
 func (h *harness) requestLink(name string) string {
 	h.t.Helper()
 	value := time.Now().UTC().Format(time.RFC3339Nano)
 	h.annotate(name, snowv1.AnnotationAuthorizationRequestedAt, value)
-	var a *snowv1.AuthorizationStatus
-	h.g.Eventually(func() string {
-		if a = h.get(name).Status.Authorization; a == nil {
-			return ""
-		}
-		return a.LastHandledRequest
-	}, soon, interval).Should(Equal(value))
+	h.g.Eventually(h.lastHandledAuthorizationRequest(name), soon, interval).Should(Equal(value))
+	a := h.get(name).Status.Authorization
 	h.g.Expect(a.LinkID).NotTo(BeEmpty(), "a link was made: %+v", a)
 	secret := h.tokenSecret(a.LinkSecretName)
 	h.g.Expect(secret).NotTo(BeNil())
@@ -422,12 +428,7 @@ func TestAuthorizationCodeWithoutTheAuthorizationServerSaysHowToEnableIt(t *test
 	g.Eventually(h.readyStatus("catalog"), soon, interval).Should(Equal("False/AuthorizationServerDisabled"))
 	g.Expect(h.condition("catalog", snowv1.ConditionReady).Message).To(ContainSubstring("--authorization-external-url"))
 	h.annotate("catalog", snowv1.AnnotationAuthorizationRequestedAt, "now")
-	g.Eventually(func() string {
-		if a := h.get("catalog").Status.Authorization; a != nil {
-			return a.LastHandledRequest
-		}
-		return ""
-	}, soon, interval).Should(Equal("now"))
+	g.Eventually(h.lastHandledAuthorizationRequest("catalog"), soon, interval).Should(Equal("now"))
 	g.Expect(h.get("catalog").Status.Authorization.LinkID).To(BeEmpty(), "no link without the server")
 	g.Expect(h.refreshTokenSecret()).To(BeNil())
 }
@@ -477,12 +478,7 @@ func TestALinkIsNotWrittenOverSomeoneElsesSecret(t *testing.T) {
 	g.Eventually(h.readyStatus("catalog"), soon, interval).Should(Equal("False/SecretConflict"))
 	g.Expect(h.condition("catalog", snowv1.ConditionReady).Message).To(ContainSubstring("Secret catalog-refresh-token exists and is not this connection's"))
 	h.annotate("catalog", snowv1.AnnotationAuthorizationRequestedAt, "now")
-	g.Eventually(func() string {
-		if a := h.get("catalog").Status.Authorization; a != nil {
-			return a.LastHandledRequest
-		}
-		return ""
-	}, soon, interval).Should(Equal("now"))
+	g.Eventually(h.lastHandledAuthorizationRequest("catalog"), soon, interval).Should(Equal("now"))
 	g.Expect(h.conditionReason("catalog", snowv1.ConditionRefreshFailed)()).To(Equal("SecretConflict"))
 	g.Expect(h.tokenSecret("catalog-refresh-token").Data).To(Equal(map[string][]byte{"mine": []byte("yes")}))
 	g.Expect(h.get("catalog").Status.Authorization.LinkID).To(BeEmpty())

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/time/rate"
@@ -23,23 +21,13 @@ import (
 // keys the manager wrote in status.jwtBearer.keys: the server holds no key
 // and reads no Secret, and a key that is not public is never served.
 
-// jwksLimit bounds the API server reads that anonymous JWKS requests cause,
-// whatever the names asked for: an instance fetches a document once per
-// cache lifespan.
+// jwksPerSecond and jwksBurst bound the API server reads that anonymous
+// JWKS requests cause, whatever the names asked for (limits.allowAnonymous):
+// an instance fetches a document once per cache lifespan.
 var (
 	jwksPerSecond = rate.Limit(10)
 	jwksBurst     = 50
 )
-
-type jwksLimit struct {
-	once sync.Once
-	all  *rate.Limiter
-}
-
-func (j *jwksLimit) allow(now time.Time) bool {
-	j.once.Do(func() { j.all = rate.NewLimiter(jwksPerSecond, jwksBurst) })
-	return j.all.AllowN(now, 1)
-}
 
 // jwks serves a connection's JWKS document; 404 for anything that is not a
 // JWTBearer connection with published keys.
@@ -51,7 +39,7 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if now := s.now(); !s.jwksLimit.allow(now) || !s.limits.allowClient(clientAddress(r), now) {
+	if !s.limits.allowAnonymous(clientAddress(r), s.now()) {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many requests", http.StatusTooManyRequests)
 		return

@@ -16,6 +16,7 @@ type limits struct {
 	mu          sync.Mutex
 	connections map[string]*rate.Limiter
 	clients     map[string]*rate.Limiter
+	anonymous   *rate.Limiter
 }
 
 const maxTracked = 10000
@@ -28,7 +29,8 @@ var (
 )
 
 func newLimits() *limits {
-	return &limits{connections: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{}}
+	return &limits{connections: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{},
+		anonymous: rate.NewLimiter(jwksPerSecond, jwksBurst)}
 }
 
 // allow spends one request of the connection's budget and the client's.
@@ -55,9 +57,15 @@ func limiter(m *map[string]*rate.Limiter, key string, r rate.Limit, burst int) *
 	return l
 }
 
-// allowClient spends one request of the client's budget alone.
-func (l *limits) allowClient(client string, now time.Time) bool {
+// allowAnonymous spends one request of the budget all anonymous requests
+// (the JWKS documents) share, and the client's: whatever names they ask
+// for, they cost the API server at most that many reads.
+func (l *limits) allowAnonymous(client string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return limiter(&l.clients, client, perClient, clientBurst).AllowN(now, 1)
+	a := limiter(&l.clients, client, perClient, clientBurst)
+	if l.anonymous.TokensAt(now) < 1 || a.TokensAt(now) < 1 {
+		return false
+	}
+	return l.anonymous.AllowN(now, 1) && a.AllowN(now, 1)
 }

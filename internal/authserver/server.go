@@ -48,8 +48,7 @@ type Server struct {
 	// answer; 25 s when zero. Poll is how often it looks; 250 ms when zero.
 	Wait, Poll time.Duration
 
-	limits    *limits
-	jwksLimit jwksLimit
+	limits *limits
 }
 
 // Start serves until ctx ends. It implements manager.Runnable.

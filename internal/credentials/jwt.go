@@ -115,7 +115,5 @@ func KeyID(key crypto.Signer) string {
 	if err != nil {
 		return ""
 	}
-	return base64URL(tp)
+	return base64.RawURLEncoding.EncodeToString(tp)
 }
-
-func base64URL(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
