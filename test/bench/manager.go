@@ -111,17 +111,24 @@ func (b *bench) startManager(ctx context.Context) (*managerProc, error) {
 
 func (m *managerProc) pid() int { return m.cmd.Process.Pid }
 
-// waitReady polls /readyz.
+// waitReady polls /readyz, then /metrics: controller-runtime serves the
+// probes before it starts the metrics server, so a ready manager may not
+// be scrapable yet.
 func (m *managerProc) waitReady(ctx context.Context) error {
-	return poll(ctx, 50*time.Millisecond, 2*time.Minute, "the manager's /readyz", func() (bool, error) {
-		select {
-		case <-m.exited:
-			return false, fmt.Errorf("the manager exited: %w", m.exitErr)
-		default:
+	for _, u := range []string{m.readyURL, m.metricsURL} {
+		if err := poll(ctx, 50*time.Millisecond, 2*time.Minute, "the manager's "+u, func() (bool, error) {
+			select {
+			case <-m.exited:
+				return false, fmt.Errorf("the manager exited: %w", m.exitErr)
+			default:
+			}
+			_, err := httpGet(ctx, u)
+			return err == nil, nil
+		}); err != nil {
+			return err
 		}
-		_, err := httpGet(ctx, m.readyURL)
-		return err == nil, nil
-	})
+	}
+	return nil
 }
 
 // stop sends SIGTERM and waits for the manager to finish its in-flight
